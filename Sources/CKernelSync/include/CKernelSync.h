@@ -1,0 +1,46 @@
+// CKernelSync: the few things Swift cannot say itself on Linux.
+//
+// - gettid() and membarrier(2) go through syscall(2), which is variadic and so not callable from Swift.
+// - A per-thread pointer with the initial-exec TLS model: one %fs-relative load, no __tls_get_addr call,
+//   so the validator and the RCU read side can find their per-thread state on the hot path.
+// - A compiler-only barrier (asm volatile with a "memory" clobber), which Swift has no spelling for.
+#ifndef CKERNELSYNC_H
+#define CKERNELSYNC_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The kernel thread id of the calling thread (gettid(2)), cached per thread after the first call.
+int32_t ks_gettid(void);
+
+/// Names the calling thread (pthread_setname_np; Linux keeps the first 15 bytes).
+void ks_set_thread_name(const char *name);
+
+/// Copies the calling thread's name into `buffer` (pthread_getname_np). Returns 0 or an error number.
+int ks_get_thread_name(char *buffer, int size);
+
+/// The calling thread's KernelSync state (an opaque Swift object), or NULL before first use.
+extern __thread void *ks_thread_state __attribute__((tls_model("initial-exec")));
+
+static inline void *ks_thread_state_get(void) { return ks_thread_state; }
+static inline void ks_thread_state_set(void *state) { ks_thread_state = state; }
+
+/// Compiler barrier: stops the compiler from moving memory accesses across it; emits no instruction.
+/// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.
+static inline void ks_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }
+
+/// membarrier(2) with MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED. Returns 0 on success, -errno on failure.
+int ks_membarrier_register_private_expedited(void);
+
+/// membarrier(2) with MEMBARRIER_CMD_PRIVATE_EXPEDITED: a full barrier on every running thread of this
+/// process. Returns 0 on success, -errno on failure.
+int ks_membarrier_private_expedited(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

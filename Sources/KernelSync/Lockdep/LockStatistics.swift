@@ -1,0 +1,53 @@
+import Synchronization
+
+/// Per-class lock statistics: how often locks of a class are taken, how often a taker had to wait, and
+/// for how long locks are waited for and held.
+///
+/// Kernel analogue: `CONFIG_LOCK_STAT` and `/proc/lock_stat`.
+///
+/// Collected only while ``Lockdep/lockStatisticsEnabled`` is true (or `KSYNC_LOCK_STAT=1` is set at
+/// start); when it is off a lock pays nothing for it. Counters are per class, shared by every lock of the
+/// class, and updated with relaxed atomics: a snapshot taken while locks are in use is approximate.
+public final class LockStatistics: Sendable {
+    /// Ordering: relaxed everywhere; these counters order nothing.
+    private let acquisitions = Atomic<Int>(0)
+    private let contentions = Atomic<Int>(0)
+    private let waitTotal = Atomic<UInt64>(0)
+    private let waitMaximum = Atomic<UInt64>(0)
+    private let holdTotal = Atomic<UInt64>(0)
+    private let holdMaximum = Atomic<UInt64>(0)
+
+    /// A copy of the counters at one moment.
+    public struct Snapshot: Sendable, Equatable {
+        public var acquisitions: Int
+        /// Acquisitions that found the lock held and had to wait.
+        public var contentions: Int
+        public var waitNanosecondsTotal: UInt64
+        public var waitNanosecondsMaximum: UInt64
+        public var holdNanosecondsTotal: UInt64
+        public var holdNanosecondsMaximum: UInt64
+    }
+
+    public var snapshot: Snapshot {
+        Snapshot(
+            acquisitions: acquisitions.load(ordering: .relaxed),
+            contentions: contentions.load(ordering: .relaxed),
+            waitNanosecondsTotal: waitTotal.load(ordering: .relaxed),
+            waitNanosecondsMaximum: waitMaximum.load(ordering: .relaxed),
+            holdNanosecondsTotal: holdTotal.load(ordering: .relaxed),
+            holdNanosecondsMaximum: holdMaximum.load(ordering: .relaxed))
+    }
+
+    func recordAcquisition(contended: Bool, waitNanoseconds: UInt64) {
+        acquisitions.add(1, ordering: .relaxed)
+        guard contended else { return }
+        contentions.add(1, ordering: .relaxed)
+        waitTotal.add(waitNanoseconds, ordering: .relaxed)
+        waitMaximum.max(waitNanoseconds, ordering: .relaxed)
+    }
+
+    func recordHold(nanoseconds: UInt64) {
+        holdTotal.add(nanoseconds, ordering: .relaxed)
+        holdMaximum.max(nanoseconds, ordering: .relaxed)
+    }
+}

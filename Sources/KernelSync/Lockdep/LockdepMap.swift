@@ -1,0 +1,70 @@
+/// A pseudo-lock: something the validator treats as a lock although no lock exists, so that waiting on
+/// it takes part in deadlock detection.
+///
+/// Kernel analogue: `struct lockdep_map` with `lock_map_acquire()` / `lock_map_release()`. The work queue
+/// gives each work item one: the worker "holds" it around the work function, and `cancelSync` / `flush`
+/// "acquire" it in the caller, so `lock(L); cancelSync(w)` against a `w` that takes `L` is a cycle.
+///
+/// ```swift
+/// let work = LockdepMap(name: "(work_completion)(&gdev->broken_work)")
+/// work.acquire(); work.release()   // what a flush records
+/// ```
+///
+/// - Note: With the validator off, acquire and release do nothing and ``heldState`` is
+///   ``Lockdep/HeldState/unknown``.
+public final class LockdepMap: @unchecked Sendable, CustomStringConvertible {
+    /// The class every dependency of this pseudo-lock is recorded under.
+    public let lockClass: LockClass
+    @usableFromInline let kind: HeldLockKind
+
+    /// Creates a pseudo-lock whose class is keyed by the calling source line.
+    ///
+    /// - Parameter readSection: true for a read-side section (RCU): it records no dependencies, and
+    ///   sleeping while it is held is reported by ``Lockdep/mightSleep(_:file:line:)``.
+    public init(name: String? = nil, readSection: Bool = false, file: StaticString = #fileID, line: UInt = #line) {
+        lockClass = LockClass.forSite(file: file, line: line, name: name)
+        kind = readSection ? .readSection : .pseudo
+    }
+
+    /// Creates a pseudo-lock of an explicit class.
+    public init(class lockClass: LockClass, readSection: Bool = false) {
+        self.lockClass = lockClass
+        kind = readSection ? .readSection : .pseudo
+    }
+
+    public var description: String { "LockdepMap(\(lockClass.name))" }
+
+    @usableFromInline
+    var identity: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    /// Records an acquisition by the calling thread, validating the dependency it creates.
+    ///
+    /// Kernel analogue: `lock_map_acquire()` (`lock_acquire_exclusive`), or `lock_map_acquire_read` style
+    /// tracking for a read section.
+    @inlinable
+    public func acquire(subclass: Int = 0, trylock: Bool = false, file: StaticString = #fileID, line: UInt = #line) {
+        guard Lockdep.isValidating else { return }
+        Lockdep.acquire(
+            node: lockClass.index * LockClass.maximumSubclasses + subclass, instance: identity, kind: kind,
+            trylock: trylock, file: file, line: line)
+    }
+
+    /// Records the release. Releasing a pseudo-lock the thread does not hold is reported.
+    ///
+    /// Kernel analogue: `lock_map_release()`.
+    @inlinable
+    public func release(file: StaticString = #fileID, line: UInt = #line) {
+        guard Lockdep.isValidating else { return }
+        if !Lockdep.release(instance: identity) { releaseUnheld(file: file, line: line) }
+    }
+
+    /// Whether the calling thread holds this pseudo-lock; unknown when the validator is off.
+    public var heldState: Lockdep.HeldState { Lockdep.heldState(of: identity) }
+
+    @usableFromInline @inline(never)
+    func releaseUnheld(file: StaticString, line: UInt) {
+        Lockdep.emit(ReportText.badUnlock(
+            kind: .badUnlockBalance, lockClass: lockClass, thread: ThreadState.current.pointee.threadDescription,
+            owner: nil, site: "\(file):\(line)"))
+    }
+}

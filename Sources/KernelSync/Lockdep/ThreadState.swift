@@ -1,0 +1,183 @@
+import CKernelSync
+import Glibc
+
+/// What kind of lock a held-lock entry stands for; decides which checks apply to it.
+@usableFromInline
+enum HeldLockKind: UInt8 {
+    /// A sleeping lock (``KernelMutex``).
+    case mutex
+    /// A pseudo-lock (``LockdepMap``) that takes part in dependency checking, such as a work item.
+    case pseudo
+    /// A pseudo-lock that is only tracked as held (an RCU read section): it adds no dependencies, and
+    /// sleeping while it is held is reported.
+    case readSection
+}
+
+/// One entry of a thread's held-lock stack (the kernel's `struct held_lock`). Trivial, so the stack is a
+/// plain buffer with no reference counting on the hot path.
+@usableFromInline
+struct HeldLock {
+    /// The class slot: class index × ``LockClass/maximumSubclasses`` + subclass.
+    var node: Int
+    /// The lock instance (the pthread mutex address, or the pseudo-lock object).
+    var instance: UnsafeRawPointer
+    /// Chain key of the held sequence up to and including this entry.
+    var chainKey: UInt64
+    var kind: HeldLockKind
+    var trylock: Bool
+    var file: StaticString
+    var line: UInt
+}
+
+/// Per-thread validator state, reached through one TLS load (`ks_thread_state`).
+///
+/// Owned by its thread: only that thread reads or writes it, except the name, which reports of other
+/// threads read through ``ThreadRegistry``. Allocated on first use, freed at thread exit by a
+/// pthread-key destructor, which also reports a thread that exits holding locks.
+@usableFromInline
+struct ThreadState {
+    @usableFromInline var held: UnsafeMutablePointer<HeldLock>
+    @usableFromInline var depth: Int
+    @usableFromInline var capacity: Int
+    /// Nesting of atomic-context sections (``Lockdep/enterAtomicContext(_:)``).
+    @usableFromInline var atomicDepth: Int
+    /// Why the outermost atomic section was entered, for the report.
+    var atomicReason: StaticString
+    /// Number of held read-section pseudo-locks (RCU read side).
+    @usableFromInline var readSections: Int
+    let threadID: Int32
+    var name: String
+
+    /// The calling thread's state, created on first use.
+    @usableFromInline
+    static var current: UnsafeMutablePointer<ThreadState> {
+        @inline(__always) get {
+            if let raw = ks_thread_state_get() {
+                return raw.assumingMemoryBound(to: ThreadState.self)
+            }
+            return makeCurrent()
+        }
+    }
+
+    @usableFromInline
+    static func makeCurrent() -> UnsafeMutablePointer<ThreadState> {
+        let state = UnsafeMutablePointer<ThreadState>.allocate(capacity: 1)
+        let capacity = 16
+        state.initialize(to: ThreadState(
+            held: .allocate(capacity: capacity), depth: 0, capacity: capacity,
+            atomicDepth: 0, atomicReason: "", readSections: 0,
+            threadID: ks_gettid(), name: currentThreadName()))
+        ks_thread_state_set(state)
+        let rc = pthread_setspecific(threadExitKey.key, state)
+        precondition(rc == 0, "pthread_setspecific failed: \(rc)")
+        ThreadRegistry.shared.register(state.pointee.threadID, name: state.pointee.name)
+        return state
+    }
+
+    /// Pushes an entry, growing the stack when needed (the kernel's stack is fixed at 48; ours grows).
+    @usableFromInline
+    mutating func push(_ entry: HeldLock) {
+        if depth == capacity {
+            let larger = UnsafeMutablePointer<HeldLock>.allocate(capacity: capacity * 2)
+            larger.moveInitialize(from: held, count: depth)
+            held.deallocate()
+            held = larger
+            capacity *= 2
+        }
+        (held + depth).initialize(to: entry)
+        depth += 1
+    }
+
+    /// Index of the topmost entry for `instance`, or nil.
+    func index(of instance: UnsafeRawPointer) -> Int? {
+        var index = depth - 1
+        while index >= 0 {
+            if held[index].instance == instance { return index }
+            index -= 1
+        }
+        return nil
+    }
+
+    /// Removes the entry at `index` and recomputes the chain keys of the entries above it, as the kernel
+    /// does when locks are released out of order.
+    mutating func remove(at index: Int) {
+        var key = index == 0 ? ChainCache.initialKey : held[index - 1].chainKey
+        var position = index
+        while position + 1 < depth {
+            var entry = held[position + 1]
+            key = ChainCache.extend(key, node: entry.node, trylock: entry.trylock)
+            entry.chainKey = key
+            held[position] = entry
+            position += 1
+        }
+        depth -= 1
+    }
+
+    /// A snapshot of the held locks, for reports and ``Lockdep/heldLocks()``.
+    var heldLocks: [HeldLock] { (0..<depth).map { held[$0] } }
+
+    var threadDescription: String { "\(name)/\(threadID)" }
+}
+
+/// The name of the calling thread as pthread knows it.
+private func currentThreadName() -> String {
+    var buffer = [CChar](repeating: 0, count: 32)
+    if ks_get_thread_name(&buffer, Int32(buffer.count)) == 0 {
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+    return "thread"
+}
+
+/// The pthread key whose destructor runs when a thread that used KernelSync exits.
+private struct ThreadExitKey: @unchecked Sendable {
+    let key: pthread_key_t
+}
+
+private let threadExitKey: ThreadExitKey = {
+    var key = pthread_key_t()
+    let rc = pthread_key_create(&key) { raw in
+        guard let raw else { return }
+        let state = raw.assumingMemoryBound(to: ThreadState.self)
+        if state.pointee.depth > 0 {
+            Lockdep.reportLocksHeldAtExit(state)
+        }
+        ThreadRegistry.shared.unregister(state.pointee.threadID)
+        ks_thread_state_set(nil)
+        state.pointee.held.deallocate()
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+    precondition(rc == 0, "pthread_key_create failed: \(rc)")
+    return ThreadExitKey(key: key)
+}()
+
+/// Thread id → name, so that a report can name the thread that owns a lock.
+final class ThreadRegistry: @unchecked Sendable {
+    static let shared = ThreadRegistry()
+
+    private let lock = PthreadMutex(errorChecking: false)
+    /// Guarded by: lock.
+    private var names: [Int32: String] = [:]
+
+    func register(_ threadID: Int32, name: String) {
+        lock.withLock { names[threadID] = name }
+    }
+
+    func unregister(_ threadID: Int32) {
+        lock.withLock { _ = names.removeValue(forKey: threadID) }
+    }
+
+    /// "name/tid" of a live thread, or "tid" when it never used KernelSync.
+    func describe(_ threadID: Int32) -> String {
+        lock.withLock { names[threadID].map { "\($0)/\(threadID)" } ?? "thread/\(threadID)" }
+    }
+}
+
+extension ThreadState {
+    /// Names the calling thread in reports.
+    static func setCurrentName(_ name: String) {
+        let state = current
+        state.pointee.name = name
+        ThreadRegistry.shared.register(state.pointee.threadID, name: name)
+    }
+}

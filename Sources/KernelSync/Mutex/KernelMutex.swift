@@ -1,0 +1,273 @@
+import Glibc
+
+/// A sleeping, non-recursive, owner-tracked mutual-exclusion lock, checked by the lock validator.
+///
+/// Kernel analogue: `struct mutex` (`mutex_init`, `mutex_lock`, `mutex_unlock`, `mutex_trylock`,
+/// `mutex_lock_nested`, `lockdep_assert_held`).
+///
+/// ```swift
+/// let groupLock = KernelMutex(name: "group->mutex")
+/// let count = groupLock.withLock { devices.count }
+/// ```
+///
+/// is equivalent to
+///
+/// ```swift
+/// groupLock.lock()
+/// let count = devices.count
+/// groupLock.unlock()
+/// ```
+///
+/// Backed by an error-checking `pthread_mutex_t` at a fixed heap address. Every mutex created at one
+/// source line belongs to one ``LockClass``, the unit the validator reasons about; pass `class:` where
+/// that is wrong.
+///
+/// - Warning: Sleeping: never lock it in atomic context (``Lockdep/withAtomicContext(_:_:)``) or inside
+///   an RCU read section; the validator reports "sleeping function called from invalid context".
+/// - Warning: Not recursive. Locking a mutex the caller already holds is reported and then stops the
+///   process (continuing would deadlock). Unlocking a mutex that is not held, or that another thread
+///   holds, is reported and ignored. These misuse checks work in every validator mode.
+public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
+    @usableFromInline let mutex: PthreadMutex
+    /// The class every dependency of this lock is recorded under.
+    public let lockClass: LockClass
+    /// Monotonic time of the current acquisition, for hold-time statistics.
+    /// Guarded by: self (written and read by the owner only).
+    @usableFromInline var acquiredAt: UInt64 = 0
+
+    /// Creates a mutex whose class is keyed by the calling source line (`mutex_init()` with its static
+    /// key). The first mutex created at that line names the class; `name` defaults to "File.swift:line".
+    public init(name: String? = nil, file: StaticString = #fileID, line: UInt = #line) {
+        mutex = PthreadMutex(errorChecking: true)
+        lockClass = LockClass.forSite(file: file, line: line, name: name)
+    }
+
+    /// Creates a mutex of an explicit class (`lockdep_set_class()`).
+    public init(class lockClass: LockClass) {
+        mutex = PthreadMutex(errorChecking: true)
+        self.lockClass = lockClass
+    }
+
+    deinit {
+        let owner = mutex.ownerThreadID
+        if owner != 0 {
+            Lockdep.emit(ReportText.destroyedWhileLocked(
+                lockClass: lockClass, owner: ThreadRegistry.shared.describe(owner),
+                thread: ThreadState.current.pointee.threadDescription))
+            return
+        }
+        mutex.destroy()
+    }
+
+    public var description: String { "KernelMutex(\(lockClass.name))" }
+
+    // MARK: Lock and unlock
+
+    /// Acquires the mutex, sleeping until it is free.
+    ///
+    /// Kernel analogue: `mutex_lock()`.
+    ///
+    /// Context: may sleep. Not in atomic context, not inside an RCU read section, not while holding this
+    /// mutex.
+    @inlinable
+    public func lock(file: StaticString = #fileID, line: UInt = #line) {
+        if _fastPath(Lockdep.isIdle) {
+            let rc = mutex.lock()
+            if _fastPath(rc == 0) { return }
+            lockFailed(rc, file: file, line: line)
+        }
+        lockSlow(subclass: 0, file: file, line: line)
+    }
+
+    /// Acquires the mutex as nesting level `subclass`, telling the validator that holding several
+    /// mutexes of this class at once is intended and ordered by level.
+    ///
+    /// Kernel analogue: `mutex_lock_nested()`.
+    ///
+    /// Context: as ``lock(file:line:)``. `subclass` is in `0..<LockClass.maximumSubclasses`.
+    public func lock(nested subclass: Int, file: StaticString = #fileID, line: UInt = #line) {
+        precondition((0..<LockClass.maximumSubclasses).contains(subclass),
+                     "lock(nested: \(subclass)) of \(lockClass.name) at \(file):\(line): subclass must be below \(LockClass.maximumSubclasses)")
+        if Lockdep.isIdle {
+            let rc = mutex.lock()
+            if rc != 0 { lockFailed(rc, file: file, line: line) }
+            return
+        }
+        lockSlow(subclass: subclass, file: file, line: line)
+    }
+
+    /// Acquires the mutex if it is free, without waiting. Returns whether it was acquired.
+    ///
+    /// Kernel analogue: `mutex_trylock()` (which returns 1 on success, like this returns true).
+    /// A trylock cannot deadlock, so the validator records no dependency into it.
+    @inlinable
+    public func tryLock(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        let rc = mutex.tryLock()
+        if _fastPath(rc == 0) {
+            if !Lockdep.isIdle { acquired(subclass: 0, trylock: true, file: file, line: line) }
+            return true
+        }
+        if rc == EBUSY { return false }
+        lockFailed(rc, file: file, line: line)
+    }
+
+    /// Releases the mutex.
+    ///
+    /// Kernel analogue: `mutex_unlock()`.
+    ///
+    /// Context: the caller holds the mutex. An unlock by a thread that does not hold it is reported and
+    /// has no effect.
+    @inlinable
+    public func unlock(file: StaticString = #fileID, line: UInt = #line) {
+        if _fastPath(Lockdep.isIdle) {
+            let rc = mutex.unlock()
+            if _fastPath(rc == 0) { return }
+            unlockFailed(file: file, line: line)
+            return
+        }
+        unlockSlow(file: file, line: line)
+    }
+
+    /// Runs `body` with the mutex held, and returns its result; the mutex is released however `body`
+    /// exits.
+    ///
+    /// Kernel analogue: `guard(mutex)(&lock)` / `scoped_guard(mutex, &lock)`.
+    ///
+    /// Context: as ``lock(file:line:)``.
+    @inlinable
+    public func withLock<R, E: Error>(
+        file: StaticString = #fileID, line: UInt = #line, _ body: () throws(E) -> R
+    ) throws(E) -> R {
+        lock(file: file, line: line)
+        defer { unlock(file: file, line: line) }
+        return try body()
+    }
+
+    // MARK: Ownership
+
+    /// Whether the calling thread holds this mutex. Always exact: glibc records the owner of every
+    /// mutex, so this does not depend on the validator's mode.
+    ///
+    /// Kernel analogue: `lockdep_is_held()` / `mutex_is_locked()` combined with an owner check.
+    public var isHeldByCurrentThread: Bool { mutex.ownerThreadID == KernelThread.currentID }
+
+    /// Whether any thread holds the mutex (a racy snapshot). Kernel analogue: `mutex_is_locked()`.
+    public var isLocked: Bool { mutex.ownerThreadID != 0 }
+
+    /// Held or not held by the calling thread. Never ``Lockdep/HeldState/unknown`` for a mutex, because the
+    /// owner is always recorded; pseudo-locks (``LockdepMap``) answer unknown when the validator is off.
+    public var heldState: Lockdep.HeldState { isHeldByCurrentThread ? .held : .notHeld }
+
+    /// Reports unless the calling thread holds the mutex.
+    ///
+    /// Kernel analogue: `lockdep_assert_held()`.
+    public func assertHeld(file: StaticString = #fileID, line: UInt = #line) {
+        let owner = mutex.ownerThreadID
+        guard owner != KernelThread.currentID else { return }
+        Lockdep.emit(ReportText.assertionFailed(
+            assertion: "lockdep_assert_held", lockClass: lockClass,
+            thread: ThreadState.current.pointee.threadDescription,
+            owner: owner == 0 ? nil : ThreadRegistry.shared.describe(owner), site: "\(file):\(line)"))
+    }
+
+    /// Reports if the calling thread holds the mutex. Another thread holding it is fine.
+    ///
+    /// Kernel analogue: `lockdep_assert_not_held()`.
+    public func assertNotHeld(file: StaticString = #fileID, line: UInt = #line) {
+        guard isHeldByCurrentThread else { return }
+        let thread = ThreadState.current.pointee.threadDescription
+        Lockdep.emit(ReportText.assertionFailed(
+            assertion: "lockdep_assert_not_held", lockClass: lockClass, thread: thread, owner: thread,
+            site: "\(file):\(line)"))
+    }
+
+    // MARK: Slow paths
+
+    @usableFromInline
+    var identity: UnsafeRawPointer { UnsafeRawPointer(mutex.handle) }
+
+    /// Validator or statistics on: validate before blocking (so a deadlock is reported before it
+    /// happens), then lock, timing the wait when statistics are on.
+    @usableFromInline @inline(never)
+    func lockSlow(subclass: Int, file: StaticString, line: UInt) {
+        let validating = Lockdep.isValidating
+        if validating {
+            Lockdep.mightSleep("mutex_lock(\(lockClass.name))", file: file, line: line)
+            Lockdep.acquire(
+                node: lockClass.index * LockClass.maximumSubclasses + subclass, instance: identity,
+                kind: .mutex, trylock: false, file: file, line: line)
+        }
+        var rc: Int32
+        if Lockdep.lockStatisticsEnabled {
+            rc = mutex.tryLock()
+            if rc == EBUSY {
+                let start = monotonicNanoseconds()
+                rc = mutex.lock()
+                acquiredAt = monotonicNanoseconds()
+                lockClass.statistics.recordAcquisition(contended: true, waitNanoseconds: acquiredAt - start)
+            } else if rc == 0 {
+                acquiredAt = monotonicNanoseconds()
+                lockClass.statistics.recordAcquisition(contended: false, waitNanoseconds: 0)
+            }
+        } else {
+            rc = mutex.lock()
+        }
+        if rc != 0 {
+            if validating { Lockdep.release(instance: identity) }
+            lockFailed(rc, file: file, line: line)
+        }
+    }
+
+    /// Records a successful trylock with the validator.
+    @usableFromInline @inline(never)
+    func acquired(subclass: Int, trylock: Bool, file: StaticString, line: UInt) {
+        if Lockdep.isValidating {
+            Lockdep.acquire(
+                node: lockClass.index * LockClass.maximumSubclasses + subclass, instance: identity,
+                kind: .mutex, trylock: trylock, file: file, line: line)
+        }
+        if Lockdep.lockStatisticsEnabled {
+            acquiredAt = monotonicNanoseconds()
+            lockClass.statistics.recordAcquisition(contended: false, waitNanoseconds: 0)
+        }
+    }
+
+    @usableFromInline @inline(never)
+    func unlockSlow(file: StaticString, line: UInt) {
+        let heldAt = acquiredAt
+        let rc = mutex.unlock()
+        guard rc == 0 else {
+            unlockFailed(file: file, line: line)
+            return
+        }
+        if Lockdep.lockStatisticsEnabled && heldAt != 0 {
+            lockClass.statistics.recordHold(nanoseconds: monotonicNanoseconds() &- heldAt)
+        }
+        if Lockdep.isValidating { Lockdep.release(instance: identity) }
+    }
+
+    /// glibc refused to lock: EDEADLK means the caller already holds this mutex. Continuing would
+    /// deadlock, so this reports and stops the process.
+    @usableFromInline @inline(never)
+    func lockFailed(_ rc: Int32, file: StaticString, line: UInt) -> Never {
+        let thread = ThreadState.current.pointee.threadDescription
+        if rc == EDEADLK {
+            var text = ReportText.banner("WARNING: recursive locking of a non-recursive mutex")
+            text += "\(thread) is trying to acquire lock (\(lockClass.name)) at \(file):\(line)\n"
+            text += "but it already holds this very lock: the thread would wait for itself forever.\n\n"
+            writeToStandardError(text)
+            fatalError("KernelMutex(\(lockClass.name)): recursive lock by \(thread) at \(file):\(line)")
+        }
+        fatalError("KernelMutex(\(lockClass.name)): pthread_mutex_lock failed with \(rc) at \(file):\(line)")
+    }
+
+    /// glibc refused to unlock (EPERM): the caller does not hold the mutex. Reported and ignored.
+    @usableFromInline @inline(never)
+    func unlockFailed(file: StaticString, line: UInt) {
+        let owner = mutex.ownerThreadID
+        Lockdep.emit(ReportText.badUnlock(
+            kind: owner == 0 ? .badUnlockBalance : .unlockByNonOwner, lockClass: lockClass,
+            thread: ThreadState.current.pointee.threadDescription,
+            owner: owner == 0 ? nil : ThreadRegistry.shared.describe(owner), site: "\(file):\(line)"))
+    }
+}

@@ -1,0 +1,129 @@
+import Glibc
+
+/// A `pthread_mutex_t` at a fixed heap address, with every return code surfaced to the caller.
+///
+/// This is the one place in KernelSync that touches `pthread_mutex_*`. It is not a public type: the
+/// public ``KernelMutex`` wraps it with the validator, and the library's own internal locks (the
+/// validator's graph lock, work queue and RCU state) use it directly, where validating would recurse.
+///
+/// The memory is allocated once and never moves, so the address glibc sees stays valid for the
+/// lifetime of the value's owner, who must call ``destroy()`` exactly once.
+@usableFromInline
+struct PthreadMutex {
+    @usableFromInline
+    let handle: UnsafeMutablePointer<pthread_mutex_t>
+
+    /// Creates a mutex. `errorChecking` selects `PTHREAD_MUTEX_ERRORCHECK`: glibc then answers a
+    /// recursive lock with EDEADLK and an unlock by a thread that does not own it with EPERM, instead
+    /// of deadlocking or corrupting the lock.
+    init(errorChecking: Bool) {
+        handle = .allocate(capacity: 1)
+        var attributes = pthread_mutexattr_t()
+        precondition(pthread_mutexattr_init(&attributes) == 0, "pthread_mutexattr_init failed")
+        let type = errorChecking ? Int32(PTHREAD_MUTEX_ERRORCHECK) : Int32(PTHREAD_MUTEX_NORMAL)
+        precondition(pthread_mutexattr_settype(&attributes, type) == 0, "pthread_mutexattr_settype failed")
+        let rc = pthread_mutex_init(handle, &attributes)
+        precondition(rc == 0, "pthread_mutex_init failed: \(rc)")
+        pthread_mutexattr_destroy(&attributes)
+    }
+
+    /// Destroys and frees the mutex. Context: the mutex must be unlocked and no thread may use it again.
+    func destroy() {
+        let rc = pthread_mutex_destroy(handle)
+        precondition(rc == 0, "pthread_mutex_destroy of a locked or busy mutex: \(rc)")
+        handle.deallocate()
+    }
+
+    /// Locks; returns 0 or the error code (EDEADLK for a recursive lock of an error-checking mutex).
+    @inlinable @inline(__always)
+    func lock() -> Int32 { pthread_mutex_lock(handle) }
+
+    /// Unlocks; returns 0 or the error code (EPERM when the caller does not own an error-checking mutex).
+    @inlinable @inline(__always)
+    func unlock() -> Int32 { pthread_mutex_unlock(handle) }
+
+    /// Tries to lock without waiting; returns 0 when acquired, EBUSY when held, EDEADLK when the
+    /// caller already holds an error-checking mutex.
+    @inlinable @inline(__always)
+    func tryLock() -> Int32 { pthread_mutex_trylock(handle) }
+
+    /// The kernel thread id glibc records as owner, or 0 when the mutex is free.
+    ///
+    /// glibc stores the owner's tid in `__data.__owner` for every mutex type; reading it from another
+    /// thread is a racy snapshot, good for reports and for "is it me" (only the owner writes its own id).
+    var ownerThreadID: Int32 { handle.pointee.__data.__owner }
+
+    /// Internal-lock convenience: locks, runs `body`, unlocks. Traps on a pthread error, which for the
+    /// library's own locks can only be a KernelSync bug.
+    @inlinable
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        let rc = pthread_mutex_lock(handle)
+        precondition(rc == 0, "KernelSync internal lock: pthread_mutex_lock returned \(rc)")
+        defer {
+            let rc = pthread_mutex_unlock(handle)
+            precondition(rc == 0, "KernelSync internal lock: pthread_mutex_unlock returned \(rc)")
+        }
+        return try body()
+    }
+}
+
+/// A `pthread_cond_t` at a fixed address, for the library's internal waits (work queue, RCU).
+struct PthreadCondition {
+    let handle: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        handle = .allocate(capacity: 1)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        let rc = pthread_cond_init(handle, &attributes)
+        precondition(rc == 0, "pthread_cond_init failed: \(rc)")
+        pthread_condattr_destroy(&attributes)
+    }
+
+    func destroy() {
+        pthread_cond_destroy(handle)
+        handle.deallocate()
+    }
+
+    /// Waits on the condition. Context: `mutex` held by the caller; held again on return.
+    func wait(_ mutex: PthreadMutex) {
+        let rc = pthread_cond_wait(handle, mutex.handle)
+        precondition(rc == 0, "pthread_cond_wait failed: \(rc)")
+    }
+
+    /// Waits until signalled or until the monotonic clock reaches `deadline` (nanoseconds).
+    /// Returns false on timeout. Context: `mutex` held by the caller; held again on return.
+    @discardableResult
+    func wait(_ mutex: PthreadMutex, untilMonotonicNanoseconds deadline: UInt64) -> Bool {
+        var spec = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        let rc = pthread_cond_timedwait(handle, mutex.handle, &spec)
+        precondition(rc == 0 || rc == ETIMEDOUT, "pthread_cond_timedwait failed: \(rc)")
+        return rc == 0
+    }
+
+    func signal() { pthread_cond_signal(handle) }
+    func broadcast() { pthread_cond_broadcast(handle) }
+}
+
+/// The monotonic clock in nanoseconds (CLOCK_MONOTONIC).
+@usableFromInline
+func monotonicNanoseconds() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
+}
+
+/// Writes a whole message to standard error in one write(2), so reports from two threads never interleave
+/// line by line.
+func writeToStandardError(_ message: String) {
+    var text = message
+    text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}
