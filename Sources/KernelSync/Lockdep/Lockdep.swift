@@ -128,12 +128,19 @@ public enum Lockdep {
     ///
     /// Kernel analogue: `might_sleep()`.
     ///
-    /// - Parameter what: the blocking call, for the report, such as "mutex_lock(group->mutex)".
-    public static func mightSleep(_ what: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) {
+    /// - Parameters:
+    ///   - what: the blocking call, for the report, such as "mutex_lock(group->mutex)".
+    ///   - lockClass: the class of the lock or pseudo-lock being waited for, if any; the report lists it
+    ///     among the classes involved.
+    public static func mightSleep(
+        _ what: @autoclosure () -> String, acquiring lockClass: LockClass? = nil,
+        file: StaticString = #fileID, line: UInt = #line
+    ) {
         guard isValidating else { return }
         let state = ThreadState.current
         if state.pointee.atomicDepth > 0 || state.pointee.readSections > 0 {
-            emit(ReportText.sleepInInvalidContext(state: state, what: what(), site: "\(file):\(line)"))
+            emit(ReportText.sleepInInvalidContext(
+                state: state, what: what(), acquiring: lockClass, site: "\(file):\(line)"))
         }
     }
 

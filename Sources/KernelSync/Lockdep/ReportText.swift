@@ -60,7 +60,7 @@ enum ReportText {
     }
 
     static func sleepInInvalidContext(
-        state: UnsafeMutablePointer<ThreadState>, what: String, site: String
+        state: UnsafeMutablePointer<ThreadState>, what: String, acquiring: LockClass?, site: String
     ) -> LockdepReport {
         let thread = state.pointee.threadDescription
         let inAtomic = state.pointee.atomicDepth > 0
@@ -69,10 +69,10 @@ enum ReportText {
         text += "RCU nest depth: \(state.pointee.readSections), expected: 0, thread: \(thread)\n"
         text += "blocking call: \(what)\n"
         text += heldLockList(state)
-        let held = state.pointee.heldLocks
+        let involved = [acquiring].compactMap { $0 } + state.pointee.heldLocks.map { lockClass($0.node) }
         return LockdepReport(
             kind: inAtomic ? .sleepInAtomicContext : .sleepInReadSection,
-            classes: held.map { name($0.node) }, lockClasses: held.map { lockClass($0.node) },
+            classes: involved.map(\.name), lockClasses: involved,
             thread: thread, site: site, text: text + "\n", occurrences: 1)
     }
 

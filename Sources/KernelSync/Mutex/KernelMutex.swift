@@ -37,6 +37,9 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
 
     /// Creates a mutex whose class is keyed by the calling source line (`mutex_init()` with its static
     /// key). The first mutex created at that line names the class; `name` defaults to "File.swift:line".
+    ///
+    /// - Note: Inside a macro expansion (a Swift Testing exit test, say) every line reports the macro's
+    ///   line, so mutexes created there share one class; pass `class:` instead.
     public init(name: String? = nil, file: StaticString = #fileID, line: UInt = #line) {
         mutex = PthreadMutex(errorChecking: true)
         lockClass = LockClass.forSite(file: file, line: line, name: name)
@@ -192,7 +195,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     func lockSlow(subclass: Int, file: StaticString, line: UInt) {
         let validating = Lockdep.isValidating
         if validating {
-            Lockdep.mightSleep("mutex_lock(\(lockClass.name))", file: file, line: line)
+            Lockdep.mightSleep("mutex_lock(\(lockClass.name))", acquiring: lockClass, file: file, line: line)
             Lockdep.acquire(
                 node: lockClass.index * LockClass.maximumSubclasses + subclass, instance: identity,
                 kind: .mutex, trylock: false, file: file, line: line)
