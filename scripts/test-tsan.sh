@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the test suite under ThreadSanitizer.
+#
+# A racy Swift Testing or XCTest case can still print "passed"; only the exit status and TSan's own
+# "WARNING: ThreadSanitizer" lines show the race. This script fails on either.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+swift test --sanitize=thread --scratch-path .build-tsan "$@" 2>&1 | tee "$log" || status=$?
+if grep -q "WARNING: ThreadSanitizer" "$log"; then
+    echo "test-tsan: ThreadSanitizer reported a data race (see above)" >&2
+    exit 1
+fi
+if [ "$status" -ne 0 ]; then
+    echo "test-tsan: swift test exited with status $status" >&2
+    exit "$status"
+fi
+echo "test-tsan: clean"
