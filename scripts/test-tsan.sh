@@ -2,12 +2,24 @@
 # Runs the test suite under ThreadSanitizer.
 #
 # A racy Swift Testing or XCTest case can still print "passed"; only the exit status and TSan's own
-# "WARNING: ThreadSanitizer" lines show the race. This script fails on either.
+# "WARNING: ThreadSanitizer" lines show the race. This script fails on either. It first runs one
+# deliberately racy test and insists that it is caught, so a silent sanitizer cannot pass for a clean one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+
+echo "test-tsan: self-check (a deliberate race must be reported)"
+KSYNC_TSAN_SELF_CHECK=1 swift test --sanitize=thread --scratch-path .build-tsan \
+    --filter deliberateDataRaceForSanitizerSelfCheck >"$log" 2>&1 || true
+if ! grep -q "WARNING: ThreadSanitizer: data race" "$log"; then
+    cat "$log"
+    echo "test-tsan: the deliberate race was not reported; ThreadSanitizer is not working" >&2
+    exit 1
+fi
+echo "test-tsan: self-check caught the deliberate race"
+
 status=0
 swift test --sanitize=thread --scratch-path .build-tsan "$@" 2>&1 | tee "$log" || status=$?
 if grep -q "WARNING: ThreadSanitizer" "$log"; then

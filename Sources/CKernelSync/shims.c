@@ -9,12 +9,16 @@
 #include <unistd.h>
 
 __thread void *ks_thread_state __attribute__((tls_model("initial-exec"))) = 0;
-static __thread int32_t ks_cached_tid __attribute__((tls_model("initial-exec"))) = 0;
+__thread int32_t ks_cached_tid __attribute__((tls_model("initial-exec"))) = 0;
 
-int32_t ks_gettid(void) {
-    if (ks_cached_tid == 0) {
-        ks_cached_tid = (int32_t)syscall(SYS_gettid);
-    }
+/// -1: not read from the environment yet (Lockdep.initialFlags does that on first use).
+int ks_lockdep_flags = -1;
+
+static uint64_t chain_cache_storage[KS_CHAIN_CACHE_SLOTS];
+uint64_t *const ks_chain_cache_slots = chain_cache_storage;
+
+int32_t ks_gettid_slow(void) {
+    ks_cached_tid = (int32_t)syscall(SYS_gettid);
     return ks_cached_tid;
 }
 

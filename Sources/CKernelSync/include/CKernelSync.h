@@ -7,14 +7,31 @@
 #ifndef CKERNELSYNC_H
 #define CKERNELSYNC_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/// The kernel thread id of the calling thread (gettid(2)), cached per thread after the first call.
-int32_t ks_gettid(void);
+/// The calling thread's kernel thread id, cached; 0 until ks_gettid() fills it.
+extern __thread int32_t ks_cached_tid __attribute__((tls_model("initial-exec")));
+
+/// gettid(2) through syscall(2); fills the per-thread cache.
+int32_t ks_gettid_slow(void);
+
+/// The kernel thread id of the calling thread (gettid(2)): one TLS load after the first call.
+static inline int32_t ks_gettid(void) {
+    int32_t tid = ks_cached_tid;
+    return tid != 0 ? tid : ks_gettid_slow();
+}
+
+/// The tid glibc records as the owner of `mutex` (`__data.__owner`; 0 when unlocked), read with a
+/// relaxed atomic load because other threads write it. glibc sets it after taking the lock and clears
+/// it before releasing, for every mutex type, so a thread that reads its own tid here holds the mutex.
+static inline int32_t ks_mutex_owner(pthread_mutex_t *mutex) {
+    return __atomic_load_n(&mutex->__data.__owner, __ATOMIC_RELAXED);
+}
 
 /// Names the calling thread (pthread_setname_np; Linux keeps the first 15 bytes).
 void ks_set_thread_name(const char *name);
@@ -27,6 +44,28 @@ extern __thread void *ks_thread_state __attribute__((tls_model("initial-exec")))
 
 static inline void *ks_thread_state_get(void) { return ks_thread_state; }
 static inline void ks_thread_state_set(void *state) { ks_thread_state = state; }
+
+/// The validator's mode and statistics flags (see Lockdep.flags in Swift): a plain C global so that the
+/// lock fast path reads it with one load, with no lazy-initialisation check.
+extern int ks_lockdep_flags;
+
+/// Ordering: relaxed; the flags order nothing (set them before starting threads).
+static inline int ks_lockdep_flags_load(void) { return __atomic_load_n(&ks_lockdep_flags, __ATOMIC_RELAXED); }
+static inline void ks_lockdep_flags_store(int flags) { __atomic_store_n(&ks_lockdep_flags, flags, __ATOMIC_RELAXED); }
+
+/// The validator's chain cache: 65,536 zero-initialised 64-bit slots in static storage.
+enum { KS_CHAIN_CACHE_SLOTS = 1 << 16 };
+extern uint64_t *const ks_chain_cache_slots;
+
+/// Ordering: acquire; pairs with the release in ks_cas_release_u64.
+static inline uint64_t ks_load_acquire_u64(const uint64_t *slot) { return __atomic_load_n(slot, __ATOMIC_ACQUIRE); }
+
+/// Compare-and-swap `expected` → `desired`; returns the value found (== expected on success).
+/// Ordering: release on success, pairs with ks_load_acquire_u64; relaxed on failure.
+static inline uint64_t ks_cas_release_u64(uint64_t *slot, uint64_t expected, uint64_t desired) {
+    __atomic_compare_exchange_n(slot, &expected, desired, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    return expected;
+}
 
 /// Compiler barrier: stops the compiler from moving memory accesses across it; emits no instruction.
 /// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.

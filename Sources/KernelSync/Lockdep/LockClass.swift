@@ -60,7 +60,7 @@ public final class LockClass: Sendable, CustomStringConvertible {
 final class LockClassRegistry: @unchecked Sendable {
     static let shared = LockClassRegistry()
 
-    private let lock = PthreadMutex(errorChecking: false)
+    private let lock = PthreadMutex()
     /// Guarded by: lock. Slot `i` is nil only between ``reserveIndex()`` and ``fill(_:)``.
     private var classes: [LockClass?] = []
     /// Guarded by: lock.

@@ -1,5 +1,5 @@
+import CKernelSync
 import Glibc
-import Synchronization
 
 /// The lock validator: the userspace counterpart of the kernel's lockdep.
 ///
@@ -21,8 +21,8 @@ import Synchronization
 /// when unset) and can be changed with ``mode``.
 ///
 /// - Note: Mutex misuse that would otherwise be undefined behaviour or a hang (recursive lock, unlock by
-///   a non-owner, unlock when not held) is detected by glibc's error-checking mutex and reported in
-///   every mode, `off` included.
+///   a non-owner, unlock when not held) is detected from the owner glibc records and reported in every
+///   mode, `off` included.
 public enum Lockdep {
     /// What the validator does.
     public enum Mode: Int, Sendable, CaseIterable {
@@ -55,14 +55,14 @@ public enum Lockdep {
     /// The current mode. Set it at start, before locks are held: locks taken while the validator was
     /// off are unknown to it afterwards.
     public static var mode: Mode {
-        get { Mode(rawValue: flags.load(ordering: .relaxed) & modeMask)! }
+        get { Mode(rawValue: currentFlags & modeMask)! }
         set { setFlags(mode: newValue, statistics: lockStatisticsEnabled) }
     }
 
     /// Whether per-class lock statistics are collected (kernel `CONFIG_LOCK_STAT`); also set by
     /// `KSYNC_LOCK_STAT=1` at start.
     public static var lockStatisticsEnabled: Bool {
-        get { flags.load(ordering: .relaxed) & statisticsFlag != 0 }
+        get { currentFlags & statisticsFlag != 0 }
         set { setFlags(mode: mode, statistics: newValue) }
     }
 
@@ -139,9 +139,15 @@ public enum Lockdep {
         guard isValidating else { return }
         let state = ThreadState.current
         if state.pointee.atomicDepth > 0 || state.pointee.readSections > 0 {
-            emit(ReportText.sleepInInvalidContext(
-                state: state, what: what(), acquiring: lockClass, site: "\(file):\(line)"))
+            reportSleep(state: state, what: what(), acquiring: lockClass, site: "\(file):\(line)")
         }
+    }
+
+    @inline(never)
+    static func reportSleep(
+        state: UnsafeMutablePointer<ThreadState>, what: String, acquiring lockClass: LockClass?, site: String
+    ) {
+        emit(ReportText.sleepInInvalidContext(state: state, what: what, acquiring: lockClass, site: site))
     }
 
     /// Whether `instance` (a pseudo-lock or lock identity) is on the calling thread's held stack.
@@ -152,25 +158,37 @@ public enum Lockdep {
 
     // MARK: Flags
 
-    static let modeMask = 0b11
+    @usableFromInline static let modeMask = 0b11
     static let statisticsFlag = 0b100
 
-    /// Mode in bits 0–1, statistics in bit 2. Zero means "nothing to do", the one check on the hot path.
+    /// Whether the validator is on; the first call reads the environment.
+    @inlinable
+    static var isValidating: Bool {
+        let flags = ks_lockdep_flags_load()
+        return flags > 0 ? flags & 0b11 != 0 : flags < 0 && currentFlags & modeMask != 0
+    }
+
+    /// Validator off and statistics off: locks take their plain pthread path. Reads the flags with one
+    /// load (a C global: no lazy-initialisation check); "not read yet" (-1) is not idle.
+    @inlinable
+    static var isIdle: Bool { ks_lockdep_flags_load() == 0 }
+
+    /// Mode in bits 0–1, statistics in bit 2, in the C global `ks_lockdep_flags`; -1 until first use,
+    /// when `KSYNC_LOCKDEP` and `KSYNC_LOCK_STAT` are read.
     ///
     /// Ordering: relaxed; a mode change is not ordered with lock operations on other threads (set the
     /// mode before starting them).
     @usableFromInline
-    static let flags = Atomic<Int>(initialFlags())
-
-    /// Validator off and statistics off: locks take their plain pthread path.
-    @inlinable
-    static var isIdle: Bool { flags.load(ordering: .relaxed) == 0 }
-
-    @inlinable
-    static var isValidating: Bool { flags.load(ordering: .relaxed) & 0b11 != 0 }
+    static var currentFlags: Int {
+        let flags = ks_lockdep_flags_load()
+        if flags >= 0 { return Int(flags) }
+        let initial = initialFlags()
+        ks_lockdep_flags_store(Int32(initial))
+        return initial
+    }
 
     private static func setFlags(mode: Mode, statistics: Bool) {
-        flags.store(mode.rawValue | (statistics ? statisticsFlag : 0), ordering: .relaxed)
+        ks_lockdep_flags_store(Int32(mode.rawValue | (statistics ? statisticsFlag : 0)))
     }
 
     private static func initialFlags() -> Int {
@@ -193,7 +211,7 @@ public enum Lockdep {
     /// node `node`, validating the new held sequence unless the chain cache has seen it.
     ///
     /// Context: the validator is on (callers check ``isValidating`` first).
-    @usableFromInline
+    @inlinable @inline(__always)
     static func acquire(
         node: Int, instance: UnsafeRawPointer, kind: HeldLockKind, trylock: Bool,
         file: StaticString, line: UInt
@@ -209,7 +227,7 @@ public enum Lockdep {
             return
         }
         let key = ChainCache.extend(previousKey, node: node, trylock: trylock)
-        if !validator.chainCache.contains(key) {
+        if !ChainCache.shared.contains(key) {
             validateChain(state: state, node: node, instance: instance, trylock: trylock, key: key,
                           file: file, line: line)
         }
@@ -218,10 +236,22 @@ public enum Lockdep {
     }
 
     /// Removes `instance` from the calling thread's held stack. Returns false when it was not there.
-    @usableFromInline
+    /// The common case, releasing the innermost lock, is inline.
+    @inlinable @inline(__always)
     @discardableResult
     static func release(instance: UnsafeRawPointer) -> Bool {
         let state = ThreadState.current
+        let depth = state.pointee.depth
+        if depth > 0 && state.pointee.held[depth - 1].instance == instance
+            && state.pointee.held[depth - 1].kind != .readSection {
+            state.pointee.depth = depth - 1
+            return true
+        }
+        return releaseOutOfOrder(state: state, instance: instance)
+    }
+
+    @usableFromInline @inline(never)
+    static func releaseOutOfOrder(state: UnsafeMutablePointer<ThreadState>, instance: UnsafeRawPointer) -> Bool {
         guard let index = state.pointee.index(of: instance) else { return false }
         if state.pointee.held[index].kind == .readSection { state.pointee.readSections -= 1 }
         state.pointee.remove(at: index)
@@ -229,7 +259,7 @@ public enum Lockdep {
     }
 
     /// The slow path of ``acquire``: checks recursion and every new dependency under the graph lock.
-    @inline(never)
+    @usableFromInline @inline(never)
     static func validateChain(
         state: UnsafeMutablePointer<ThreadState>, node: Int, instance: UnsafeRawPointer, trylock: Bool,
         key: UInt64, file: StaticString, line: UInt
@@ -256,7 +286,7 @@ public enum Lockdep {
                         thread: state.pointee.threadDescription))
                 }
             }
-            if !validator.chainCache.insert(key) { validator.chainCacheFull = true }
+            if !ChainCache.shared.insert(key) { validator.chainCacheFull = true }
             return nil
         }
         if let finding { emit(finding) }
@@ -276,11 +306,9 @@ public enum Lockdep {
 final class Validator: @unchecked Sendable {
     /// Serialises graph updates and slow-path validation (the kernel's `lockdep_lock`). Never taken on a
     /// chain-cache hit.
-    let graphLock = PthreadMutex(errorChecking: false)
+    let graphLock = PthreadMutex()
     /// Guarded by: graphLock.
     var graph = DependencyGraph()
-    /// Lock-free; see ``ChainCache``.
-    let chainCache = ChainCache()
     /// Guarded by: graphLock. Set when a chain could not be cached; it is then revalidated each time.
     var chainCacheFull = false
 }

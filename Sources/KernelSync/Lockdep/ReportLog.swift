@@ -11,7 +11,7 @@ final class ReportLog: @unchecked Sendable {
     /// Distinct reports kept; past this, new ones are counted in ``dropped`` only.
     static let capacity = 1024
 
-    private let lock = PthreadMutex(errorChecking: false)
+    private let lock = PthreadMutex()
     /// Guarded by: lock.
     private var reports: [LockdepReport] = []
     /// Guarded by: lock. Index in `reports` by identity (kind, classes, site).

@@ -18,15 +18,27 @@ enum HeldLockKind: UInt8 {
 @usableFromInline
 struct HeldLock {
     /// The class slot: class index × ``LockClass/maximumSubclasses`` + subclass.
-    var node: Int
+    @usableFromInline var node: Int
     /// The lock instance (the pthread mutex address, or the pseudo-lock object).
-    var instance: UnsafeRawPointer
+    @usableFromInline var instance: UnsafeRawPointer
     /// Chain key of the held sequence up to and including this entry.
-    var chainKey: UInt64
-    var kind: HeldLockKind
-    var trylock: Bool
-    var file: StaticString
-    var line: UInt
+    @usableFromInline var chainKey: UInt64
+    @usableFromInline var kind: HeldLockKind
+    @usableFromInline var trylock: Bool
+    @usableFromInline var file: StaticString
+    @usableFromInline var line: UInt
+
+    @inlinable
+    init(node: Int, instance: UnsafeRawPointer, chainKey: UInt64, kind: HeldLockKind, trylock: Bool,
+         file: StaticString, line: UInt) {
+        self.node = node
+        self.instance = instance
+        self.chainKey = chainKey
+        self.kind = kind
+        self.trylock = trylock
+        self.file = file
+        self.line = line
+    }
 }
 
 /// Per-thread validator state, reached through one TLS load (`ks_thread_state`).
@@ -49,7 +61,7 @@ struct ThreadState {
     var name: String
 
     /// The calling thread's state, created on first use.
-    @usableFromInline
+    @inlinable
     static var current: UnsafeMutablePointer<ThreadState> {
         @inline(__always) get {
             if let raw = ks_thread_state_get() {
@@ -59,7 +71,7 @@ struct ThreadState {
         }
     }
 
-    @usableFromInline
+    @usableFromInline @inline(never)
     static func makeCurrent() -> UnsafeMutablePointer<ThreadState> {
         let state = UnsafeMutablePointer<ThreadState>.allocate(capacity: 1)
         let capacity = 16
@@ -75,17 +87,20 @@ struct ThreadState {
     }
 
     /// Pushes an entry, growing the stack when needed (the kernel's stack is fixed at 48; ours grows).
-    @usableFromInline
+    @inlinable @inline(__always)
     mutating func push(_ entry: HeldLock) {
-        if depth == capacity {
-            let larger = UnsafeMutablePointer<HeldLock>.allocate(capacity: capacity * 2)
-            larger.moveInitialize(from: held, count: depth)
-            held.deallocate()
-            held = larger
-            capacity *= 2
-        }
+        if _slowPath(depth == capacity) { grow() }
         (held + depth).initialize(to: entry)
         depth += 1
+    }
+
+    @usableFromInline @inline(never)
+    mutating func grow() {
+        let larger = UnsafeMutablePointer<HeldLock>.allocate(capacity: capacity * 2)
+        larger.moveInitialize(from: held, count: depth)
+        held.deallocate()
+        held = larger
+        capacity *= 2
     }
 
     /// Index of the topmost entry for `instance`, or nil.
@@ -155,7 +170,7 @@ private let threadExitKey: ThreadExitKey = {
 final class ThreadRegistry: @unchecked Sendable {
     static let shared = ThreadRegistry()
 
-    private let lock = PthreadMutex(errorChecking: false)
+    private let lock = PthreadMutex()
     /// Guarded by: lock.
     private var names: [Int32: String] = [:]
 

@@ -1,3 +1,4 @@
+import CKernelSync
 import Glibc
 
 /// A sleeping, non-recursive, owner-tracked mutual-exclusion lock, checked by the lock validator.
@@ -18,7 +19,8 @@ import Glibc
 /// groupLock.unlock()
 /// ```
 ///
-/// Backed by an error-checking `pthread_mutex_t` at a fixed heap address. Every mutex created at one
+/// Backed by a default `pthread_mutex_t` at a fixed heap address; glibc records its owner, which the
+/// misuse checks read. Every mutex created at one
 /// source line belongs to one ``LockClass``, the unit the validator reasons about; pass `class:` where
 /// that is wrong.
 ///
@@ -26,7 +28,8 @@ import Glibc
 ///   an RCU read section; the validator reports "sleeping function called from invalid context".
 /// - Warning: Not recursive. Locking a mutex the caller already holds is reported and then stops the
 ///   process (continuing would deadlock). Unlocking a mutex that is not held, or that another thread
-///   holds, is reported and ignored. These misuse checks work in every validator mode.
+///   holds, is reported and ignored. These misuse checks read the owner glibc records, and work in every
+///   validator mode.
 public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     @usableFromInline let mutex: PthreadMutex
     /// The class every dependency of this lock is recorded under.
@@ -41,13 +44,13 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Note: Inside a macro expansion (a Swift Testing exit test, say) every line reports the macro's
     ///   line, so mutexes created there share one class; pass `class:` instead.
     public init(name: String? = nil, file: StaticString = #fileID, line: UInt = #line) {
-        mutex = PthreadMutex(errorChecking: true)
+        mutex = PthreadMutex()
         lockClass = LockClass.forSite(file: file, line: line, name: name)
     }
 
     /// Creates a mutex of an explicit class (`lockdep_set_class()`).
     public init(class lockClass: LockClass) {
-        mutex = PthreadMutex(errorChecking: true)
+        mutex = PthreadMutex()
         self.lockClass = lockClass
     }
 
@@ -75,9 +78,11 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     @inlinable
     public func lock(file: StaticString = #fileID, line: UInt = #line) {
         if _fastPath(Lockdep.isIdle) {
-            let rc = mutex.lock()
-            if _fastPath(rc == 0) { return }
-            lockFailed(rc, file: file, line: line)
+            // Uncontended: one trylock, no other check. Busy: it may be the caller's own (a recursive
+            // lock, which must not hang) or another thread's (wait for it).
+            if _fastPath(mutex.tryLock() == 0) { return }
+            lockContended(file: file, line: line)
+            return
         }
         lockSlow(subclass: 0, file: file, line: line)
     }
@@ -92,8 +97,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
         precondition((0..<LockClass.maximumSubclasses).contains(subclass),
                      "lock(nested: \(subclass)) of \(lockClass.name) at \(file):\(line): subclass must be below \(LockClass.maximumSubclasses)")
         if Lockdep.isIdle {
-            let rc = mutex.lock()
-            if rc != 0 { lockFailed(rc, file: file, line: line) }
+            if mutex.tryLock() != 0 { lockContended(file: file, line: line) }
             return
         }
         lockSlow(subclass: subclass, file: file, line: line)
@@ -102,7 +106,8 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     /// Acquires the mutex if it is free, without waiting. Returns whether it was acquired.
     ///
     /// Kernel analogue: `mutex_trylock()` (which returns 1 on success, like this returns true).
-    /// A trylock cannot deadlock, so the validator records no dependency into it.
+    /// A trylock cannot deadlock, so the validator records no dependency into it, and a trylock of a
+    /// mutex the caller already holds simply fails.
     @inlinable
     public func tryLock(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         let rc = mutex.tryLock()
@@ -111,7 +116,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
             return true
         }
         if rc == EBUSY { return false }
-        lockFailed(rc, file: file, line: line)
+        pthreadFailed("pthread_mutex_trylock", rc, file: file, line: line)
     }
 
     /// Releases the mutex.
@@ -123,9 +128,12 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     @inlinable
     public func unlock(file: StaticString = #fileID, line: UInt = #line) {
         if _fastPath(Lockdep.isIdle) {
+            if _slowPath(mutex.ownerThreadID != ks_gettid()) {
+                unlockFailed(file: file, line: line)
+                return
+            }
             let rc = mutex.unlock()
-            if _fastPath(rc == 0) { return }
-            unlockFailed(file: file, line: line)
+            if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_unlock", rc, file: file, line: line) }
             return
         }
         unlockSlow(file: file, line: line)
@@ -193,43 +201,57 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     /// happens), then lock, timing the wait when statistics are on.
     @usableFromInline @inline(never)
     func lockSlow(subclass: Int, file: StaticString, line: UInt) {
-        let validating = Lockdep.isValidating
+        let flags = Lockdep.currentFlags
+        let validating = flags & Lockdep.modeMask != 0
         if validating {
-            Lockdep.mightSleep("mutex_lock(\(lockClass.name))", acquiring: lockClass, file: file, line: line)
+            let state = ThreadState.current
+            if _slowPath(state.pointee.atomicDepth > 0 || state.pointee.readSections > 0) {
+                Lockdep.reportSleep(
+                    state: state, what: "mutex_lock(\(lockClass.name))", acquiring: lockClass, site: "\(file):\(line)")
+            }
             Lockdep.acquire(
-                node: lockClass.index * LockClass.maximumSubclasses + subclass, instance: identity,
+                node: lockClass.index &* LockClass.maximumSubclasses &+ subclass, instance: identity,
                 kind: .mutex, trylock: false, file: file, line: line)
         }
-        var rc: Int32
-        if Lockdep.lockStatisticsEnabled {
-            rc = mutex.tryLock()
-            if rc == EBUSY {
-                let start = monotonicNanoseconds()
-                rc = mutex.lock()
-                acquiredAt = monotonicNanoseconds()
-                lockClass.statistics.recordAcquisition(contended: true, waitNanoseconds: acquiredAt - start)
-            } else if rc == 0 {
-                acquiredAt = monotonicNanoseconds()
-                lockClass.statistics.recordAcquisition(contended: false, waitNanoseconds: 0)
-            }
-        } else {
-            rc = mutex.lock()
-        }
-        if rc != 0 {
-            if validating { Lockdep.release(instance: identity) }
-            lockFailed(rc, file: file, line: line)
-        }
+        if mutex.ownerThreadID == ks_gettid() { recursiveLock(file: file, line: line) }
+        let rc = flags & Lockdep.statisticsFlag != 0 ? lockCountingContention() : mutex.lock()
+        if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_lock", rc, file: file, line: line) }
     }
 
-    /// Records a successful trylock with the validator.
+    /// Locks, recording the acquisition, whether it had to wait, and for how long.
+    func lockCountingContention() -> Int32 {
+        var rc = mutex.tryLock()
+        if rc == EBUSY {
+            let start = monotonicNanoseconds()
+            rc = mutex.lock()
+            guard rc == 0 else { return rc }
+            acquiredAt = monotonicNanoseconds()
+            lockClass.statistics.recordAcquisition(contended: true, waitNanoseconds: acquiredAt &- start)
+        } else if rc == 0 {
+            acquiredAt = monotonicNanoseconds()
+            lockClass.statistics.recordAcquisition(contended: false, waitNanoseconds: 0)
+        }
+        return rc
+    }
+
+    /// The validator-off path after a failed trylock: stop on a recursive lock, otherwise wait.
+    @usableFromInline @inline(never)
+    func lockContended(file: StaticString, line: UInt) {
+        if mutex.ownerThreadID == ks_gettid() { recursiveLock(file: file, line: line) }
+        let rc = mutex.lock()
+        if rc != 0 { pthreadFailed("pthread_mutex_lock", rc, file: file, line: line) }
+    }
+
+    /// Records a successful trylock with the validator and the statistics.
     @usableFromInline @inline(never)
     func acquired(subclass: Int, trylock: Bool, file: StaticString, line: UInt) {
-        if Lockdep.isValidating {
+        let flags = Lockdep.currentFlags
+        if flags & Lockdep.modeMask != 0 {
             Lockdep.acquire(
-                node: lockClass.index * LockClass.maximumSubclasses + subclass, instance: identity,
+                node: lockClass.index &* LockClass.maximumSubclasses &+ subclass, instance: identity,
                 kind: .mutex, trylock: trylock, file: file, line: line)
         }
-        if Lockdep.lockStatisticsEnabled {
+        if flags & Lockdep.statisticsFlag != 0 {
             acquiredAt = monotonicNanoseconds()
             lockClass.statistics.recordAcquisition(contended: false, waitNanoseconds: 0)
         }
@@ -237,34 +259,39 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
 
     @usableFromInline @inline(never)
     func unlockSlow(file: StaticString, line: UInt) {
-        let heldAt = acquiredAt
-        let rc = mutex.unlock()
-        guard rc == 0 else {
+        guard mutex.ownerThreadID == ks_gettid() else {
             unlockFailed(file: file, line: line)
             return
         }
-        if Lockdep.lockStatisticsEnabled && heldAt != 0 {
+        let flags = Lockdep.currentFlags
+        let heldAt = flags & Lockdep.statisticsFlag != 0 ? acquiredAt : 0
+        let rc = mutex.unlock()
+        if rc != 0 { pthreadFailed("pthread_mutex_unlock", rc, file: file, line: line) }
+        if heldAt != 0 {
             lockClass.statistics.recordHold(nanoseconds: monotonicNanoseconds() &- heldAt)
         }
-        if Lockdep.isValidating { Lockdep.release(instance: identity) }
+        if flags & Lockdep.modeMask != 0 { Lockdep.release(instance: identity) }
     }
 
-    /// glibc refused to lock: EDEADLK means the caller already holds this mutex. Continuing would
-    /// deadlock, so this reports and stops the process.
+    /// The caller locks a mutex it already holds. Continuing would deadlock, so this reports and stops
+    /// the process.
     @usableFromInline @inline(never)
-    func lockFailed(_ rc: Int32, file: StaticString, line: UInt) -> Never {
+    func recursiveLock(file: StaticString, line: UInt) -> Never {
         let thread = ThreadState.current.pointee.threadDescription
-        if rc == EDEADLK {
-            var text = ReportText.banner("WARNING: recursive locking of a non-recursive mutex")
-            text += "\(thread) is trying to acquire lock (\(lockClass.name)) at \(file):\(line)\n"
-            text += "but it already holds this very lock: the thread would wait for itself forever.\n\n"
-            writeToStandardError(text)
-            fatalError("KernelMutex(\(lockClass.name)): recursive lock by \(thread) at \(file):\(line)")
-        }
-        fatalError("KernelMutex(\(lockClass.name)): pthread_mutex_lock failed with \(rc) at \(file):\(line)")
+        var text = ReportText.banner("WARNING: recursive locking of a non-recursive mutex")
+        text += "\(thread) is trying to acquire lock (\(lockClass.name)) at \(file):\(line)\n"
+        text += "but it already holds this very lock: the thread would wait for itself forever.\n\n"
+        writeToStandardError(text)
+        fatalError("KernelMutex(\(lockClass.name)): recursive lock by \(thread) at \(file):\(line)")
     }
 
-    /// glibc refused to unlock (EPERM): the caller does not hold the mutex. Reported and ignored.
+    /// glibc returned an error that a correctly used default mutex never returns.
+    @usableFromInline @inline(never)
+    func pthreadFailed(_ call: String, _ rc: Int32, file: StaticString, line: UInt) -> Never {
+        fatalError("KernelMutex(\(lockClass.name)): \(call) failed with \(rc) at \(file):\(line)")
+    }
+
+    /// The caller unlocks a mutex it does not hold. Reported and ignored.
     @usableFromInline @inline(never)
     func unlockFailed(file: StaticString, line: UInt) {
         let owner = mutex.ownerThreadID

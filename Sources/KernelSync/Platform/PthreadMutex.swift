@@ -1,3 +1,4 @@
+import CKernelSync
 import Glibc
 
 /// A `pthread_mutex_t` at a fixed heap address, with every return code surfaced to the caller.
@@ -13,18 +14,12 @@ struct PthreadMutex {
     @usableFromInline
     let handle: UnsafeMutablePointer<pthread_mutex_t>
 
-    /// Creates a mutex. `errorChecking` selects `PTHREAD_MUTEX_ERRORCHECK`: glibc then answers a
-    /// recursive lock with EDEADLK and an unlock by a thread that does not own it with EPERM, instead
-    /// of deadlocking or corrupting the lock.
-    init(errorChecking: Bool) {
+    /// Creates a default (`PTHREAD_MUTEX_NORMAL`) mutex: glibc's fastest path. Misuse checks are the
+    /// caller's, through ``ownerThreadID`` (an error-checking mutex costs about 1.4× as much per pair).
+    init() {
         handle = .allocate(capacity: 1)
-        var attributes = pthread_mutexattr_t()
-        precondition(pthread_mutexattr_init(&attributes) == 0, "pthread_mutexattr_init failed")
-        let type = errorChecking ? Int32(PTHREAD_MUTEX_ERRORCHECK) : Int32(PTHREAD_MUTEX_NORMAL)
-        precondition(pthread_mutexattr_settype(&attributes, type) == 0, "pthread_mutexattr_settype failed")
-        let rc = pthread_mutex_init(handle, &attributes)
+        let rc = pthread_mutex_init(handle, nil)
         precondition(rc == 0, "pthread_mutex_init failed: \(rc)")
-        pthread_mutexattr_destroy(&attributes)
     }
 
     /// Destroys and frees the mutex. Context: the mutex must be unlocked and no thread may use it again.
@@ -34,24 +29,25 @@ struct PthreadMutex {
         handle.deallocate()
     }
 
-    /// Locks; returns 0 or the error code (EDEADLK for a recursive lock of an error-checking mutex).
+    /// Locks; returns 0 or the error code.
     @inlinable @inline(__always)
     func lock() -> Int32 { pthread_mutex_lock(handle) }
 
-    /// Unlocks; returns 0 or the error code (EPERM when the caller does not own an error-checking mutex).
+    /// Unlocks; returns 0 or the error code. Context: the caller holds the mutex.
     @inlinable @inline(__always)
     func unlock() -> Int32 { pthread_mutex_unlock(handle) }
 
-    /// Tries to lock without waiting; returns 0 when acquired, EBUSY when held, EDEADLK when the
-    /// caller already holds an error-checking mutex.
+    /// Tries to lock without waiting; returns 0 when acquired, EBUSY when held (by anyone, the caller
+    /// included).
     @inlinable @inline(__always)
     func tryLock() -> Int32 { pthread_mutex_trylock(handle) }
 
     /// The kernel thread id glibc records as owner, or 0 when the mutex is free.
     ///
-    /// glibc stores the owner's tid in `__data.__owner` for every mutex type; reading it from another
-    /// thread is a racy snapshot, good for reports and for "is it me" (only the owner writes its own id).
-    var ownerThreadID: Int32 { handle.pointee.__data.__owner }
+    /// glibc stores the owner's tid in `__data.__owner` for every mutex type. From another thread this is
+    /// a snapshot, good for reports; "is it me" is exact, since only the owner writes its own id.
+    @inlinable @inline(__always)
+    var ownerThreadID: Int32 { ks_mutex_owner(handle) }
 
     /// Internal-lock convenience: locks, runs `body`, unlocks. Traps on a pthread error, which for the
     /// library's own locks can only be a KernelSync bug.

@@ -4,7 +4,7 @@ import Testing
 /// A held sequence validated once is a hash lookup afterwards.
 @Suite struct ChainCacheTests {
     @Test func insertedKeysAreFoundAndOthersAreNot() {
-        let cache = ChainCache()
+        let cache = ChainCache.makePrivate()
         let key = ChainCache.extend(ChainCache.initialKey, node: 12_345, trylock: false)
         let foundBefore = cache.contains(key)
         let inserted = cache.insert(key)
@@ -30,7 +30,7 @@ import Testing
         let nodeA = a.lockClass.index * LockClass.maximumSubclasses
         let nodeB = b.lockClass.index * LockClass.maximumSubclasses
         let key = ChainCache.extend(ChainCache.extend(ChainCache.initialKey, node: nodeA, trylock: false), node: nodeB, trylock: false)
-        let cached = validator.chainCache.contains(key)
+        let cached = ChainCache.shared.contains(key)
         #expect(cached)
         #expect(validator.graphLock.withLock { validator.graph.contains(.init(from: nodeA, to: nodeB)) })
     }
