@@ -2,7 +2,7 @@
 // with a cached chain) against a raw pthread mutex, Synchronization.Mutex and Foundation's NSLock.
 //
 // Each benchmark iteration does 1,000 pairs (scalingFactor .kilo), so the reported time is per pair.
-// Ratios against "pthread raw" are computed by scripts/bench.sh from one run.
+// Ratios against "uncontended: pthread raw (baseline)" are computed by scripts/bench.sh from one run.
 import Benchmark
 import Foundation
 import Glibc
@@ -42,7 +42,7 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 2_000)
 
     let raw = RawPthreadMutex()
-    Benchmark("pthread raw", configuration: pairs) { benchmark in
+    Benchmark("uncontended: pthread raw (baseline)", configuration: pairs) { benchmark in
         for _ in benchmark.scaledIterations {
             raw.lock()
             raw.unlock()
@@ -50,7 +50,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     let kernelOff = KernelMutex(name: "bench_off")
-    Benchmark("KernelMutex validator off", configuration: pairs, closure: { benchmark in
+    Benchmark("uncontended: KernelMutex validator off", configuration: pairs, closure: { benchmark in
         for _ in benchmark.scaledIterations {
             kernelOff.lock()
             kernelOff.unlock()
@@ -58,7 +58,7 @@ let benchmarks: @Sendable () -> Void = {
     }, setup: { Lockdep.mode = .off })
 
     let kernelOn = KernelMutex(name: "bench_on")
-    Benchmark("KernelMutex validator on (cached chain)", configuration: pairs, closure: { benchmark in
+    Benchmark("uncontended: KernelMutex validator on, cached chain", configuration: pairs, closure: { benchmark in
         for _ in benchmark.scaledIterations {
             kernelOn.lock()
             kernelOn.unlock()
@@ -67,7 +67,7 @@ let benchmarks: @Sendable () -> Void = {
 
     let outer = KernelMutex(name: "bench_outer")
     let inner = KernelMutex(name: "bench_inner")
-    Benchmark("KernelMutex validator on, two nested (cached chain)", configuration: pairs, closure: { benchmark in
+    Benchmark("uncontended: KernelMutex validator on, two nested (2 pairs), cached chain", configuration: pairs, closure: { benchmark in
         for _ in benchmark.scaledIterations {
             outer.lock()
             inner.lock()
@@ -77,21 +77,21 @@ let benchmarks: @Sendable () -> Void = {
     }, setup: { Lockdep.mode = .report }, teardown: { Lockdep.mode = .off })
 
     let swiftMutex = Synchronization.Mutex(0)
-    Benchmark("Synchronization.Mutex", configuration: pairs) { benchmark in
+    Benchmark("uncontended: Synchronization.Mutex", configuration: pairs) { benchmark in
         for _ in benchmark.scaledIterations {
             swiftMutex.withLock { $0 &+= 1 }
         }
     }
 
     let nsLock = NSLock()
-    Benchmark("NSLock", configuration: pairs) { benchmark in
+    Benchmark("uncontended: NSLock", configuration: pairs) { benchmark in
         for _ in benchmark.scaledIterations {
             nsLock.lock()
             nsLock.unlock()
         }
     }
 
-    Benchmark("contended 2 threads: pthread raw", configuration: contended) { _ in
+    Benchmark("contended 2 threads: pthread raw (baseline)", configuration: contended) { _ in
         onTwoThreads {
             for _ in 0..<contendedPairsPerThread {
                 raw.lock()
