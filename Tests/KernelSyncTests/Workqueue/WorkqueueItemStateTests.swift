@@ -2,7 +2,7 @@ import Testing
 @testable import KernelSync
 
 /// The pure state machine, without threads or queues; placements are plain integers.
-@Suite struct WorkItemStateTests {
+@Suite struct WorkqueueItemStateTests {
     typealias State = WorkItemState<Int>
 
     @Test func queueingAPendingItemIsRefused() {
