@@ -13,9 +13,7 @@ struct PendingWork<Element> {
     /// Delayed entries, sorted by deadline (monotonic nanoseconds); equal deadlines keep queueing order.
     private var timers: [(deadline: UInt64, element: Element)] = []
 
-    var readyCount: Int { ready.count - head }
     var isReadyEmpty: Bool { head == ready.count }
-    var delayedCount: Int { timers.count }
     /// The earliest deadline, or nil without delayed entries.
     var nextDeadline: UInt64? { timers.first?.deadline }
 

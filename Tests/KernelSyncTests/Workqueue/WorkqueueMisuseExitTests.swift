@@ -39,7 +39,7 @@ import Testing
             let broken = WorkItem(name: "gdev->broken_work", line: 3) { _ in groupLock.withLock {} }
             queue.queue(broken)
             broken.flush()
-            groupLock.withLock { broken.cancelSync() }
+            groupLock.withLock { _ = broken.cancelSync() }
         }
         let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(message.contains("possible circular locking dependency detected"))

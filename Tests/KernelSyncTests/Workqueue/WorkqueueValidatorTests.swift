@@ -10,7 +10,7 @@ import Testing
         queue.queue(broken)
         broken.flush()
         // The item is idle now: this cancelSync cannot deadlock, yet the order is recorded.
-        groupLock.withLock { broken.cancelSync() }
+        groupLock.withLock { _ = broken.cancelSync() }
         let kinds = Lockdep.reports(involving: groupLock.lockClass).map(\.kind)
         #expect(kinds == [.circularDependency])
         #expect(Lockdep.reports(involving: broken.lockClass).map(\.kind) == [.circularDependency])
