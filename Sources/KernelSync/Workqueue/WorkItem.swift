@@ -1,0 +1,125 @@
+/// A unit of deferred work: a function that a ``Workqueue`` runs on one of its worker threads.
+///
+/// Kernel analogue: `struct work_struct` / `struct delayed_work` with `INIT_WORK()`, `cancel_work()`,
+/// `cancel_work_sync()`, `flush_work()`, `disable_work()`, `disable_work_sync()`, `enable_work()`.
+///
+/// ```swift
+/// let broken = WorkItem(name: "gdev->broken_work") { _ in
+///     groupLock.withLock { quarantine() }
+/// }
+/// events.queue(broken)
+/// // teardown, after groupLock.unlock():
+/// broken.disableSync()     // not pending, not running, and queueing fails from now on
+/// ```
+///
+/// An item is pending (queued, at most one instance), running (on one worker, never two at once), both,
+/// or idle. Queueing a pending item does nothing and returns false; queueing a running item makes a new
+/// instance that runs after the current one. The function receives the item, so it can requeue itself.
+///
+/// Every item created at one source line shares one pseudo-lock class (like the kernel's static key in
+/// `INIT_WORK`): the worker holds it around the function, and ``cancelSync(file:line:)``,
+/// ``flush(file:line:)`` and ``disableSync(file:line:)`` acquire and release it in the caller on every
+/// call, busy or idle. So `lock(L); item.cancelSync()` against a function that takes `L` is reported as a
+/// circular dependency from the first run that does both, whether or not it deadlocked.
+///
+/// - Warning: Releasing the last reference to a pending item is reported (the kernel's "free active
+///   object"), and the pending instance is withdrawn. A running item is kept alive by its worker until
+///   the function returns.
+public final class WorkItem: Sendable, CustomStringConvertible {
+    let core: WorkItemCore
+
+    /// Creates an idle item that runs `function`. Its pseudo-lock class is keyed by the calling source
+    /// line; `name` (default "File.swift:line") names the class and the item in reports.
+    ///
+    /// Kernel analogue: `INIT_WORK()` / `INIT_DELAYED_WORK()`.
+    public init(
+        name: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+        _ function: @escaping @Sendable (WorkItem) -> Void
+    ) {
+        let map = LockdepMap(name: name.map { "(work_completion)\($0)" }, file: file, line: line)
+        core = WorkItemCore(name: name ?? "\(file):\(line)", map: map, function: function)
+        core.owner = self
+    }
+
+    deinit {
+        core.ownerReleased()
+    }
+
+    public var name: String { core.name }
+    /// The item's pseudo-lock class, to find its reports with ``Lockdep/reports(involving:)``.
+    public var lockClass: LockClass { core.map.lockClass }
+    /// Whether an instance is queued and has not started (a racy snapshot).
+    public var isPending: Bool { core.isPending }
+    /// Whether the function is running on a worker (a racy snapshot).
+    public var isRunning: Bool { core.isRunning }
+
+    public var description: String { "WorkItem(\(name): \(core.stateDescription))" }
+
+    /// Withdraws the pending instance, without waiting for a running one. Returns whether an instance
+    /// was pending.
+    ///
+    /// Kernel analogue: `cancel_work()` / `cancel_delayed_work()`.
+    ///
+    /// Context: does not sleep; callable in atomic context.
+    @discardableResult
+    public func cancel() -> Bool { core.cancel() }
+
+    /// Withdraws the pending instance and waits until the function is not running. On return the item
+    /// is neither pending nor running, even if the function requeues itself (queueing fails while the
+    /// call waits). Concurrent callers all wait. Returns whether an instance was pending (for a delayed
+    /// item, its timer is removed).
+    ///
+    /// Kernel analogue: `cancel_work_sync()` / `cancel_delayed_work_sync()`.
+    ///
+    /// Context: may sleep; not in atomic context; not holding a lock the function takes (reported as a
+    /// circular dependency even when the item is idle). From the item's own function it is reported,
+    /// withdraws the pending instance and returns without waiting.
+    @discardableResult
+    public func cancelSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        core.cancelSync(disabling: false, call: "cancel_work_sync(\(name))", file: file, line: line)
+    }
+
+    /// Waits until the instance pending or running at the call has finished; a delayed instance is made
+    /// ready first. Returns whether it waited (false when the item was idle).
+    ///
+    /// Kernel analogue: `flush_work()` / `flush_delayed_work()`.
+    ///
+    /// Context: as ``cancelSync(file:line:)``. From the item's own function it is reported and returns
+    /// false.
+    @discardableResult
+    public func flush(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        core.flush(file: file, line: line)
+    }
+
+    /// Adds a disable level and withdraws the pending instance, without waiting for a running one.
+    /// Queueing fails until as many ``enable(file:line:)`` calls. Returns whether an instance was pending.
+    ///
+    /// Kernel analogue: `disable_work()` (Linux 6.10).
+    ///
+    /// Context: does not sleep; callable in atomic context.
+    @discardableResult
+    public func disable() -> Bool { core.disable() }
+
+    /// ``disable()``, then waits until the function is not running. Returns whether an instance was
+    /// pending.
+    ///
+    /// Kernel analogue: `disable_work_sync()` (Linux 6.10).
+    ///
+    /// Context: as ``cancelSync(file:line:)``; from the item's own function it is reported, disables and
+    /// returns without waiting.
+    @discardableResult
+    public func disableSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        core.cancelSync(disabling: true, call: "disable_work_sync(\(name))", file: file, line: line)
+    }
+
+    /// Removes a disable level. Returns whether the item can be queued again. An enable without a
+    /// matching disable is reported and changes nothing.
+    ///
+    /// Kernel analogue: `enable_work()` (Linux 6.10).
+    ///
+    /// Context: does not sleep.
+    @discardableResult
+    public func enable(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        core.enable(file: file, line: line)
+    }
+}

@@ -1,0 +1,253 @@
+/// The storage layer of a work item: applies ``WorkItemState`` under the item's lock, carries out the
+/// actions it returns with the lock released, and wakes waiters after unlocking.
+///
+/// Queues hold the core, never the public ``WorkItem``: the owner's handle can then be released while
+/// an instance is pending, and its deinit can report that (kernel: `debug_object_free` of an active
+/// `work_struct`).
+///
+/// Lock order: an item's `lock` may be held while taking a queue's lock (queueing, withdrawing), never
+/// the other way round; the worker takes a queue's lock, releases it, then takes the item's.
+final class WorkItemCore: @unchecked Sendable {
+    typealias State = WorkItemState<Workqueue>
+
+    let name: String
+    /// The item's pseudo-lock: held by the worker around the function, acquired and released by
+    /// `cancelSync`, `flush` and `disableSync` in their caller.
+    let map: LockdepMap
+    let function: @Sendable (WorkItem) -> Void
+    /// The public handle. Written once by ``WorkItem``'s init before the item can be queued; queueing
+    /// (the queue lock) orders that write before a worker's read.
+    weak var owner: WorkItem?
+
+    private let lock = PthreadMutex(errorChecking: false)
+    /// Signalled after every transition that ends a run or withdraws an instance.
+    private let changed = PthreadCondition()
+    /// Guarded by: lock.
+    private var state = State()
+
+    init(name: String, map: LockdepMap, function: @escaping @Sendable (WorkItem) -> Void) {
+        self.name = name
+        self.map = map
+        self.function = function
+    }
+
+    deinit {
+        changed.destroy()
+        lock.destroy()
+    }
+
+    /// A snapshot, for reports and tests.
+    var stateDescription: String { lock.withLock { state.description } }
+    var isPending: Bool { lock.withLock { state.isPending } }
+    var isRunning: Bool { lock.withLock { state.isRunning } }
+
+    // MARK: Queueing
+
+    /// Queues an instance on `queue`, ready at once (`delay` nil or 0) or after `delay` nanoseconds.
+    /// Returns false when the item refuses (pending, disabled, cancelling) or the queue does.
+    ///
+    /// Ordering: the item lock and the queue lock are released after the instance is listed, and the
+    /// worker takes the queue lock to take it: the caller's earlier writes happen before the function.
+    func queue(on queue: Workqueue, delayNanoseconds delay: UInt64?, file: StaticString, line: UInt) -> Bool {
+        let caller = KernelThread.currentID
+        let outcome = lock.withLock {
+            queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
+                guard case .enqueue(let instance) = state.queue(placement: queue) else { return nil }
+                return WorkEntry(item: self, sequence: instance.sequence)
+            }
+        }
+        if let refusal = outcome.refusal { queue.reportRefusal(refusal, item: self, site: "\(file):\(line)") }
+        return outcome.queued
+    }
+
+    /// `mod_delayed_work`: the pending instance (if any) is withdrawn and a new one queued on `queue`
+    /// after `delay` nanoseconds. Returns whether an instance was pending.
+    func modifyDelay(on queue: Workqueue, delayNanoseconds delay: UInt64, file: StaticString, line: UInt) -> Bool {
+        let caller = KernelThread.currentID
+        var withdrawn: State.Withdrawal?
+        let outcome = lock.withLock {
+            queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
+                switch state.modify(placement: queue) {
+                case .refuse:
+                    return nil
+                case .enqueue(let new):
+                    return WorkEntry(item: self, sequence: new.sequence)
+                case .replace(let old, let new):
+                    withdrawn = old
+                    return WorkEntry(item: self, sequence: new.sequence)
+                }
+            }
+        }
+        if let withdrawn { settle(withdrawn) }
+        if let refusal = outcome.refusal { queue.reportRefusal(refusal, item: self, site: "\(file):\(line)") }
+        return withdrawn != nil
+    }
+
+    // MARK: Running
+
+    /// Runs the instance a worker of `queue` took off its ready list, then any instance handed off to
+    /// this worker meanwhile, retiring each with its queue. A stale entry retires at once; an entry
+    /// handed off to the worker that runs the item now retires when that worker has run it.
+    ///
+    /// Context: a worker thread, no KernelSync lock held.
+    func process(_ entry: WorkEntry, on queue: Workqueue, runner: Int32) {
+        // A released owner withdraws its pending instance in deinit; this entry is then stale.
+        guard let owner else {
+            queue.retire(epoch: entry.epoch)
+            return
+        }
+        let claim = lock.withLock { state.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
+        guard case .run(var instance) = claim else {
+            if case .stale = claim { queue.retire(epoch: entry.epoch) }
+            return
+        }
+        while true {
+            instance.placement.run(self, owner: owner)
+            let finish = lock.withLock { state.finish(runner: runner) }
+            changed.broadcast()
+            switch finish {
+            case .idle(let retired):
+                retired.instance.placement.retire(epoch: retired.ticket)
+                return
+            case .runNext(let retired, let next):
+                retired.instance.placement.retire(epoch: retired.ticket)
+                instance = next
+            }
+        }
+    }
+
+    // MARK: Cancelling, disabling, flushing
+
+    /// `cancel_work`: withdraws the pending instance without waiting. Returns whether one was pending.
+    func cancel() -> Bool {
+        let withdrawn = lock.withLock { state.cancel() }
+        guard let withdrawn else { return false }
+        settle(withdrawn)
+        changed.broadcast()
+        return true
+    }
+
+    /// `cancel_work_sync` (`disabling` false) or `disable_work_sync` (true): withdraws the pending
+    /// instance and waits until the item is not running. Queueing fails meanwhile. Returns whether an
+    /// instance was pending.
+    ///
+    /// Context: may block. From the item's own function it reports and does not wait.
+    func cancelSync(disabling: Bool, call: String, file: StaticString, line: UInt) -> Bool {
+        Lockdep.mightSleep(call, file: file, line: line)
+        let caller = KernelThread.currentID
+        let fromOwnFunction = lock.withLock { state.isRunning(on: caller) }
+        if fromOwnFunction {
+            reportSelfFlush(call: call, site: "\(file):\(line)")
+            let withdrawn = lock.withLock { disabling ? state.disable() : state.cancel() }
+            if let withdrawn { settle(withdrawn) }
+            changed.broadcast()
+            return withdrawn != nil
+        }
+        map.acquire(file: file, line: line)
+        map.release(file: file, line: line)
+        let withdrawn = lock.withLock {
+            if disabling { state.disable() } else { state.beginCancelSync() }
+        }
+        if let withdrawn { settle(withdrawn) }
+        changed.broadcast()
+        lock.withLock {
+            while state.isRunning { changed.wait(lock) }
+            if !disabling { state.endCancelSync() }
+        }
+        return withdrawn != nil
+    }
+
+    /// `flush_work`: waits until the instance pending or running at the call has finished (a delayed
+    /// one is made ready first, like `flush_delayed_work`). Returns whether it waited.
+    ///
+    /// Context: may block. From the item's own function it reports and returns false.
+    func flush(file: StaticString, line: UInt) -> Bool {
+        let call = "flush_work(\(name))"
+        Lockdep.mightSleep(call, file: file, line: line)
+        let caller = KernelThread.currentID
+        let fromOwnFunction = lock.withLock { state.isRunning(on: caller) }
+        if fromOwnFunction {
+            reportSelfFlush(call: call, site: "\(file):\(line)")
+            return false
+        }
+        map.acquire(file: file, line: line)
+        map.release(file: file, line: line)
+        let target: (sequence: UInt64, pendingOn: Workqueue?)? = lock.withLock {
+            guard let sequence = state.flushTarget else { return nil }
+            return (sequence, state.pending.map(\.placement))
+        }
+        guard let target else { return false }
+        target.pendingOn?.expedite(item: self, sequence: target.sequence)
+        lock.withLock {
+            while !state.hasFinished(through: target.sequence) { changed.wait(lock) }
+        }
+        return true
+    }
+
+    /// `disable_work`: one more disable level, withdrawing the pending instance. Returns whether one was
+    /// pending.
+    func disable() -> Bool {
+        let withdrawn = lock.withLock { state.disable() }
+        guard let withdrawn else { return false }
+        settle(withdrawn)
+        changed.broadcast()
+        return true
+    }
+
+    /// `enable_work`: one disable level less. Returns whether queueing works again.
+    func enable(file: StaticString, line: UInt) -> Bool {
+        let result = lock.withLock { state.enable() }
+        switch result {
+        case .enabled: return true
+        case .stillDisabled: return false
+        case .unbalanced:
+            Lockdep.emit(WorkqueueReports.unbalancedEnable(item: self, site: "\(file):\(line)"))
+            return true
+        }
+    }
+
+    /// The owner released its handle: a pending instance is withdrawn and reported (a running one
+    /// cannot be: the worker holds the handle until the function returns).
+    func ownerReleased() {
+        let (withdrawn, description) = lock.withLock { (state.cancel(), state.description) }
+        guard let withdrawn else { return }
+        settle(withdrawn)
+        changed.broadcast()
+        Lockdep.emit(WorkqueueReports.releasedWhilePending(item: self, state: description))
+    }
+
+    /// Withdraws instance `sequence` if it is still pending and unclaimed: a queue being destroyed takes
+    /// its entries back. Returns whether it did.
+    func abandon(sequence: UInt64) -> Bool {
+        let abandoned = lock.withLock { state.abandon(sequence: sequence) }
+        if abandoned { changed.broadcast() }
+        return abandoned
+    }
+
+    // MARK: Private
+
+    /// Tells the queue of a withdrawn instance: a delayed entry leaves the timer list; a claim handed
+    /// off to the running worker retires. A ready entry stays listed and retires when a worker finds
+    /// it stale.
+    ///
+    /// Context: the item lock is not held.
+    private func settle(_ withdrawn: State.Withdrawal) {
+        let queue = withdrawn.instance.placement
+        if let ticket = withdrawn.handOffTicket {
+            queue.retire(epoch: ticket)
+        } else {
+            queue.removeDelayed(item: self, sequence: withdrawn.instance.sequence)
+        }
+    }
+
+    private func reportSelfFlush(call: String, site: String) {
+        Lockdep.emit(WorkqueueReports.selfFlush(item: self, call: call, site: site))
+    }
+}
+
+/// One listed instance: the item, the instance's sequence and, once ready, the queue's flush epoch.
+struct WorkEntry {
+    let item: WorkItemCore
+    let sequence: UInt64
+    var epoch: UInt64 = 0
+}

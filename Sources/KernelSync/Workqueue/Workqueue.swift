@@ -1,0 +1,360 @@
+/// A named work queue with its own pthread workers: the userspace counterpart of a kernel workqueue.
+///
+/// Kernel analogue: `alloc_workqueue()` / `alloc_ordered_workqueue()`, `queue_work()`,
+/// `queue_delayed_work()`, `mod_delayed_work()`, `flush_workqueue()`, `drain_workqueue()`,
+/// `destroy_workqueue()`.
+///
+/// ```swift
+/// let events = Workqueue(name: "iommu_events", maxActive: 2)
+/// let broken = WorkItem(name: "gdev->broken_work") { _ in groupLock.withLock { quarantine() } }
+/// events.queue(broken)        // true: the function runs soon on a worker
+/// broken.cancelSync()         // neither pending nor running on return
+/// events.destroy()            // joins the workers
+/// ```
+///
+/// The queue starts `maxActive` worker threads, so at most that many items run at once, and one timer
+/// thread for delayed work. An ordered queue has one worker: items run one at a time, in queueing order.
+/// While the function runs, its worker holds the queue's pseudo-lock and the item's (kernel
+/// `process_one_work`), so the validator sees what the function locks under both.
+///
+/// - Warning: Call ``destroy(file:line:)`` when done: the threads hold the queue until then.
+public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
+    /// Why a queue refused an item.
+    enum Refusal {
+        /// ``drain(file:line:)`` is in progress and the caller is not one of the queue's workers.
+        case draining
+        /// ``destroy(file:line:)`` has begun.
+        case destroyed
+    }
+
+    public let name: String
+    /// The most items that run at once: the number of worker threads.
+    public let maxActive: Int
+    /// One item at a time, in queueing order.
+    public let isOrdered: Bool
+    /// The queue's pseudo-lock (the kernel's `wq->lockdep_map`), held by the workers around every
+    /// function and acquired by ``flush(file:line:)``, ``drain(file:line:)`` and ``destroy(file:line:)``.
+    let map: LockdepMap
+
+    /// Serialises everything below. Taken after an item's lock, never before it (see ``WorkItemCore``).
+    private let lock = PthreadMutex(errorChecking: false)
+    /// Workers wait here for ready entries or for `stopping`.
+    private let workAvailable = PthreadCondition()
+    /// The timer thread waits here for the earliest deadline, a new earlier one, or `stopping`.
+    private let timerChanged = PthreadCondition()
+    /// Flush, drain and destroy wait here for `outstanding` to shrink.
+    private let retired = PthreadCondition()
+    /// Guarded by: lock.
+    private var pending = PendingWork<WorkEntry>()
+    /// Guarded by: lock. Ready or running instances by the flush epoch they were made ready in; an epoch
+    /// leaves the table when its count reaches zero. Delayed instances count once their timer fires.
+    private var outstanding: [UInt64: Int] = [:]
+    /// Guarded by: lock. Each ``flush(file:line:)`` waits for the epochs up to the current one and
+    /// starts the next.
+    private var epoch: UInt64 = 0
+    /// Guarded by: lock. Nesting of ``drain(file:line:)`` calls in progress.
+    private var drainDepth = 0
+    /// Guarded by: lock. Set by ``destroy(file:line:)``; queueing is refused from then on.
+    private var destroying = false
+    /// Guarded by: lock. Tells the workers and the timer thread to return.
+    private var stopping = false
+    /// Guarded by: lock. Kernel thread ids of the workers (chained queueing while draining).
+    private var workerThreadIDs: Set<Int32> = []
+    /// Written in init; read once by the ``destroy(file:line:)`` call that wins `destroying`.
+    private var threads: [KernelThread] = []
+
+    /// Creates a queue and starts its threads, named "`name`/0"… and "`name`/timer". The queue's
+    /// pseudo-lock class is keyed by the calling source line.
+    ///
+    /// Kernel analogue: `alloc_workqueue(name, 0, maxActive)`, or `alloc_ordered_workqueue(name, 0)`
+    /// with `ordered` (which requires `maxActive` 1).
+    public init(
+        name: String, maxActive: Int = 1, ordered: Bool = false, file: StaticString = #fileID, line: UInt = #line
+    ) {
+        precondition(maxActive >= 1, "Workqueue(name: \(name)) at \(file):\(line): maxActive is \(maxActive), expected at least 1")
+        precondition(!ordered || maxActive == 1, "Workqueue(name: \(name), ordered: true) at \(file):\(line): maxActive is \(maxActive); an ordered queue runs one item at a time, so pass 1")
+        self.name = name
+        self.maxActive = maxActive
+        isOrdered = ordered
+        map = LockdepMap(name: "(wq_completion)\(name)", file: file, line: line)
+        threads = (0..<maxActive).map { index in KernelThread(name: "\(name)/\(index)") { self.workerLoop() } }
+        threads.append(KernelThread(name: "\(name)/timer") { self.timerLoop() })
+    }
+
+    deinit {
+        retired.destroy()
+        timerChanged.destroy()
+        workAvailable.destroy()
+        lock.destroy()
+    }
+
+    /// The queue's pseudo-lock class, to find its reports with ``Lockdep/reports(involving:)``.
+    public var lockClass: LockClass { map.lockClass }
+
+    public var description: String { "Workqueue(\(name))" }
+
+    // MARK: Queueing
+
+    /// Queues `item` to run on a worker. Returns false when the item is already pending, is disabled,
+    /// is being cancelled by ``WorkItem/cancelSync(file:line:)``, or the queue refuses it (draining and
+    /// the caller is not one of its workers, or destroyed: both reported).
+    ///
+    /// Kernel analogue: `queue_work()`.
+    ///
+    /// Ordering: a true return happens before the function starts: the writes the caller made before
+    /// queueing are visible to it (the queue lock is released after listing and taken by the worker).
+    ///
+    /// Context: does not sleep beyond short internal locks; callable in atomic context and from a work
+    /// function (chained queueing).
+    @discardableResult
+    public func queue(_ item: WorkItem, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        item.core.queue(on: self, delayNanoseconds: nil, file: file, line: line)
+    }
+
+    /// Queues `item` to become ready after `delay` (zero or negative: at once). Returns false as
+    /// ``queue(_:file:line:)`` does.
+    ///
+    /// Kernel analogue: `queue_delayed_work()`.
+    ///
+    /// Context: as ``queue(_:file:line:)``.
+    @discardableResult
+    public func queue(_ item: WorkItem, after delay: Duration, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        item.core.queue(on: self, delayNanoseconds: nanoseconds(delay), file: file, line: line)
+    }
+
+    /// Sets the delay of `item` to `delay` from now: a pending instance is withdrawn (its timer
+    /// removed) and a new one queued; an idle or running item is queued. Returns whether an instance
+    /// was pending. A disabled or cancelling item is not queued.
+    ///
+    /// Kernel analogue: `mod_delayed_work()`.
+    ///
+    /// Context: as ``queue(_:file:line:)``.
+    @discardableResult
+    public func modifyDelay(of item: WorkItem, to delay: Duration, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        item.core.modifyDelay(on: self, delayNanoseconds: nanoseconds(delay), file: file, line: line)
+    }
+
+    // MARK: Flush, drain, destroy
+
+    /// Waits until every instance that was ready (or running) at the call has finished. Instances
+    /// queued later, and delayed ones whose timer has not fired, are not waited for.
+    ///
+    /// Kernel analogue: `flush_workqueue()`.
+    ///
+    /// Context: may sleep; not in atomic context. From one of the queue's own workers it is reported
+    /// and returns at once (it would wait for itself).
+    public func flush(file: StaticString = #fileID, line: UInt = #line) {
+        guard prepareToWait("flush_workqueue(\(name))", file: file, line: line) else { return }
+        lock.withLock {
+            let target = epoch
+            epoch += 1
+            while outstanding.keys.contains(where: { $0 <= target }) { retired.wait(lock) }
+        }
+    }
+
+    /// Waits until the queue has no ready or running instance. While it waits, only the queue's own
+    /// workers may queue on it (chained work); anyone else is refused and reported.
+    ///
+    /// Kernel analogue: `drain_workqueue()`.
+    ///
+    /// Context: as ``flush(file:line:)``.
+    public func drain(file: StaticString = #fileID, line: UInt = #line) {
+        guard prepareToWait("drain_workqueue(\(name))", file: file, line: line) else { return }
+        lock.withLock {
+            drainDepth += 1
+            while !outstanding.isEmpty { retired.wait(lock) }
+            drainDepth -= 1
+        }
+    }
+
+    /// Destroys the queue: refuses new work, withdraws every pending instance (ready or delayed) without
+    /// running it and reports them, waits for the functions that are running, then stops and joins the
+    /// worker and timer threads. Withdrawn items end idle; their functions never run from this queue.
+    ///
+    /// Kernel analogue: `destroy_workqueue()`, which drains first and warns about what is still busy.
+    /// Here pending work at destroy is a bug in the caller's teardown, so it is reported and cancelled,
+    /// never run.
+    ///
+    /// Context: as ``flush(file:line:)``. A second call is reported and does nothing.
+    public func destroy(file: StaticString = #fileID, line: UInt = #line) {
+        guard prepareToWait("destroy_workqueue(\(name))", file: file, line: line) else { return }
+        let taken: (ready: [WorkEntry], delayed: [WorkEntry])? = lock.withLock {
+            guard !destroying else { return nil }
+            destroying = true
+            return pending.removeAll()
+        }
+        guard let taken else {
+            Lockdep.emit(WorkqueueReports.destroyedTwice(queue: self, site: "\(file):\(line)"))
+            return
+        }
+        var withdrawn: [String] = []
+        for entry in taken.ready {
+            if entry.item.abandon(sequence: entry.sequence) { withdrawn.append(entry.item.name) }
+            retire(epoch: entry.epoch)
+        }
+        for entry in taken.delayed where entry.item.abandon(sequence: entry.sequence) {
+            withdrawn.append(entry.item.name + " (delayed)")
+        }
+        if !withdrawn.isEmpty {
+            Lockdep.emit(WorkqueueReports.destroyedWithPendingWork(queue: self, items: withdrawn, site: "\(file):\(line)"))
+        }
+        lock.withLock {
+            while !outstanding.isEmpty { retired.wait(lock) }
+            stopping = true
+        }
+        workAvailable.broadcast()
+        timerChanged.broadcast()
+        for thread in threads { thread.join() }
+    }
+
+    // MARK: For work items
+
+    /// Lists the entry `makeEntry` returns, ready at once (`delay` nil or 0) or after `delay`
+    /// nanoseconds, unless the queue refuses the caller; `makeEntry` runs under the queue lock and
+    /// returns nil when the item refuses. Returns whether an entry was listed, and the queue's refusal.
+    ///
+    /// Context: the item's lock is held (lock order item → queue).
+    func admit(
+        caller: Int32, delayNanoseconds delay: UInt64?, _ makeEntry: () -> WorkEntry?
+    ) -> (queued: Bool, refusal: Refusal?) {
+        var wakeWorker = false
+        var wakeTimer = false
+        let outcome: (queued: Bool, refusal: Refusal?) = lock.withLock {
+            if destroying { return (false, .destroyed) }
+            if drainDepth > 0 && !workerThreadIDs.contains(caller) { return (false, .draining) }
+            guard var entry = makeEntry() else { return (false, nil) }
+            if let delay, delay > 0 {
+                wakeTimer = pending.schedule(entry, deadline: monotonicNanoseconds() &+ delay)
+            } else {
+                makeReady(&entry)
+                pending.append(entry)
+                wakeWorker = true
+            }
+            return (true, nil)
+        }
+        if wakeWorker { workAvailable.signal() }
+        if wakeTimer { timerChanged.signal() }
+        return outcome
+    }
+
+    /// Reports a refused queueing.
+    func reportRefusal(_ refusal: Refusal, item: WorkItemCore, site: String) {
+        Lockdep.emit(WorkqueueReports.refusedQueueing(queue: self, refusal: refusal, item: item, site: site))
+    }
+
+    /// An instance that counted in `outstanding` under `epoch` has ended (run, or found stale).
+    func retire(epoch: UInt64) {
+        let epochDone: Bool = lock.withLock {
+            guard let count = outstanding[epoch] else {
+                preconditionFailure("Workqueue \(name): retiring an instance of epoch \(epoch), which has none outstanding")
+            }
+            outstanding[epoch] = count == 1 ? nil : count - 1
+            return count == 1
+        }
+        if epochDone { retired.broadcast() }
+    }
+
+    /// Removes the delayed entry of instance `sequence` of `item`, if it is still waiting for its timer.
+    func removeDelayed(item: WorkItemCore, sequence: UInt64) {
+        _ = lock.withLock { pending.removeDelayed { $0.item === item && $0.sequence == sequence } }
+    }
+
+    /// Makes the delayed instance `sequence` of `item` ready now, if it is still waiting for its timer
+    /// (`flush_delayed_work`).
+    func expedite(item: WorkItemCore, sequence: UInt64) {
+        let moved: Bool = lock.withLock {
+            guard var entry = pending.removeDelayed(where: { $0.item === item && $0.sequence == sequence }) else {
+                return false
+            }
+            makeReady(&entry)
+            pending.append(entry)
+            return true
+        }
+        if moved { workAvailable.signal() }
+    }
+
+    /// Runs `item`'s function on the calling worker, holding the queue's and the item's pseudo-locks
+    /// (kernel `process_one_work`), and reports a function that returns with a lock held or in atomic
+    /// context.
+    ///
+    /// Context: a worker thread; no KernelSync lock held.
+    func run(_ item: WorkItemCore, owner: WorkItem) {
+        map.acquire()
+        item.map.acquire()
+        let thread = ThreadState.current
+        let depth = thread.pointee.depth
+        let atomicDepth = thread.pointee.atomicDepth
+        item.function(owner)
+        if Lockdep.isValidating && (thread.pointee.depth != depth || thread.pointee.atomicDepth != atomicDepth) {
+            Lockdep.emit(WorkqueueReports.leakedLock(
+                queue: self, item: item, state: thread, expectedDepth: depth, expectedAtomicDepth: atomicDepth))
+        }
+        item.map.release()
+        map.release()
+    }
+
+    // MARK: Private
+
+    /// The common start of the blocking queue-wide calls: the might-sleep check, refusal from the
+    /// queue's own workers, and the pseudo-lock acquire/release that records what the caller holds.
+    /// Returns false when the call must return at once.
+    private func prepareToWait(_ call: String, file: StaticString, line: UInt) -> Bool {
+        Lockdep.mightSleep(call, file: file, line: line)
+        let caller = KernelThread.currentID
+        if lock.withLock({ workerThreadIDs.contains(caller) }) {
+            Lockdep.emit(WorkqueueReports.queueSelfFlush(queue: self, call: call, site: "\(file):\(line)"))
+            return false
+        }
+        map.acquire(file: file, line: line)
+        map.release(file: file, line: line)
+        return true
+    }
+
+    /// Counts `entry` in the current epoch. Context: `lock` held.
+    private func makeReady(_ entry: inout WorkEntry) {
+        entry.epoch = epoch
+        outstanding[epoch, default: 0] += 1
+    }
+
+    private func workerLoop() {
+        let me = KernelThread.currentID
+        _ = lock.withLock { workerThreadIDs.insert(me) }
+        while true {
+            let entry: WorkEntry? = lock.withLock {
+                while pending.isReadyEmpty && !stopping { workAvailable.wait(lock) }
+                return stopping ? nil : pending.popReady()
+            }
+            guard let entry else { return }
+            entry.item.process(entry, on: self, runner: me)
+        }
+    }
+
+    private func timerLoop() {
+        while true {
+            let moved: Int? = lock.withLock {
+                while !stopping {
+                    guard let deadline = pending.nextDeadline else {
+                        timerChanged.wait(lock)
+                        continue
+                    }
+                    let now = monotonicNanoseconds()
+                    if deadline > now {
+                        timerChanged.wait(lock, untilMonotonicNanoseconds: deadline)
+                        continue
+                    }
+                    return pending.expire(now: now) { makeReady(&$0) }
+                }
+                return nil
+            }
+            guard let moved else { return }
+            for _ in 0..<min(moved, maxActive) { workAvailable.signal() }
+        }
+    }
+}
+
+/// `delay` in whole nanoseconds; zero for a negative delay.
+private func nanoseconds(_ delay: Duration) -> UInt64 {
+    let (seconds, attoseconds) = delay.components
+    guard seconds >= 0, attoseconds >= 0 else { return 0 }
+    return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)
+}

@@ -1,0 +1,61 @@
+import Testing
+@testable import KernelSync
+
+@Suite struct WorkqueueItemDisableTests {
+    @Test func queueingFailsWhileDisabledUntilAMatchingEnable() {
+        let queue = Workqueue(name: "wq-disable")
+        let runs = Counter()
+        let item = WorkItem(name: "disable") { _ in runs.increment() }
+        #expect(!item.disable())
+        #expect(!item.disable())
+        #expect(!queue.queue(item))
+        #expect(!item.enable(), "still disabled once")
+        #expect(!queue.queue(item))
+        #expect(item.enable())
+        #expect(queue.queue(item))
+        item.flush()
+        #expect(runs.value == 1)
+        queue.destroy()
+    }
+
+    @Test func disableReturnsWhetherAnInstanceWasPending() {
+        let release = Flag()
+        let queue = blockedQueue("wq-disable-pending", release: release)
+        let runs = Counter()
+        let item = WorkItem(name: "disable-pending") { _ in runs.increment() }
+        queue.queue(item)
+        #expect(item.disable())
+        release.raise()
+        queue.flush()
+        #expect(runs.value == 0)
+        item.enable()
+        queue.destroy()
+    }
+
+    @Test func disableSyncWaitsForTheRunningFunctionAndKeepsTheItemDisabled() {
+        let queue = Workqueue(name: "wq-disable-sync")
+        let started = Flag()
+        let release = Flag()
+        let finished = Flag()
+        let item = WorkItem(name: "disable-sync") { _ in
+            started.raise()
+            release.wait()
+            finished.raise()
+        }
+        queue.queue(item)
+        started.wait()
+        let raiser = raiseSoon(release)
+        #expect(!item.disableSync())
+        #expect(finished.isRaised && !item.isRunning)
+        #expect(!queue.queue(item))
+        #expect(item.enable())
+        raiser.join()
+        queue.destroy()
+    }
+
+    @Test func anEnableWithoutADisableIsReported() {
+        let item = WorkItem(name: "unbalanced-enable") { _ in }
+        #expect(item.enable())
+        #expect(Lockdep.reports(involving: item.lockClass).map(\.kind) == [.workEnableUnbalanced])
+    }
+}

@@ -1,0 +1,76 @@
+import Testing
+@testable import KernelSync
+
+@Suite struct WorkqueueLifecycleTests {
+    @Test func flushWaitsForEveryInstanceQueuedBeforeIt() {
+        let queue = Workqueue(name: "wq-flush", maxActive: 2)
+        let runs = Counter()
+        let items = (0..<20).map { _ in WorkItem(name: "flushed") { _ in runs.increment() } }
+        for item in items { queue.queue(item) }
+        queue.flush()
+        #expect(runs.value == 20)
+        queue.destroy()
+    }
+
+    @Test func drainRefusesOutsideQueueingButRunsChainedWork() {
+        let queue = Workqueue(name: "wq-drain")
+        let started = Flag()
+        let release = Flag()
+        let chainedRuns = Counter()
+        let probeRuns = Counter()
+        let chained = WorkItem(name: "drain-chained") { _ in chainedRuns.increment() }
+        let first = WorkItem(name: "drain-first") { _ in
+            started.raise()
+            release.wait()
+            queue.queue(chained)
+        }
+        let probe = WorkItem(name: "drain-probe") { _ in probeRuns.increment() }
+        queue.queue(first)
+        started.wait()
+        let drainer = KernelThread(name: "drainer") { queue.drain() }
+        // Until the drain begins, the probe is accepted (and withdrawn at once: the worker is busy).
+        #expect(pollUntil {
+            if queue.queue(probe) { probe.cancel() }
+            return Lockdep.reports(involving: probe.lockClass).contains { $0.kind == .workqueueQueueingRefused }
+        })
+        release.raise()
+        drainer.join()
+        #expect(chainedRuns.value == 1)
+        #expect(probeRuns.value == 0)
+        queue.destroy()
+    }
+
+    @Test func destroyReportsAndWithdrawsPendingWorkAndWaitsForRunningWork() {
+        let queue = Workqueue(name: "wq-destroy")
+        let started = Flag()
+        let release = Flag()
+        let finished = Flag()
+        let running = WorkItem(name: "destroy-running") { _ in
+            started.raise()
+            release.wait()
+            finished.raise()
+        }
+        let runs = Counter()
+        let pending = WorkItem(name: "destroy-pending") { _ in runs.increment() }
+        queue.queue(running)
+        started.wait()
+        queue.queue(pending)
+        let raiser = raiseSoon(release)
+        queue.destroy()
+        #expect(finished.isRaised)
+        #expect(runs.value == 0)
+        #expect(!pending.isPending)
+        let reports = Lockdep.reports(involving: queue.lockClass)
+        #expect(reports.map(\.kind) == [.workqueueDestroyedWithPendingWork])
+        #expect(reports.first?.text.contains("destroy-pending") == true)
+        raiser.join()
+    }
+
+    @Test func queueingOnADestroyedQueueIsRefusedAndReported() {
+        let queue = Workqueue(name: "wq-destroyed")
+        queue.destroy()
+        let item = WorkItem(name: "after-destroy") { _ in }
+        #expect(!queue.queue(item))
+        #expect(Lockdep.reports(involving: item.lockClass).map(\.kind) == [.workqueueQueueingRefused])
+    }
+}

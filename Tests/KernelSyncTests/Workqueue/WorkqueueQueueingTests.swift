@@ -1,0 +1,101 @@
+import Glibc
+import Synchronization
+import Testing
+@testable import KernelSync
+
+@Suite struct WorkqueueQueueingTests {
+    @Test func queueReturnsFalseWhileTheItemIsPending() {
+        let release = Flag()
+        let queue = blockedQueue("wq-pending", release: release)
+        let runs = Counter()
+        let item = WorkItem(name: "pending-item") { _ in runs.increment() }
+        #expect(queue.queue(item))
+        #expect(!queue.queue(item))
+        release.raise()
+        #expect(item.flush())
+        #expect(runs.value == 1)
+        queue.destroy()
+    }
+
+    /// Box for a plain, unsynchronised value: the queue must order the write before the read (TSan).
+    final class Plain: @unchecked Sendable { var value = 0 }
+
+    @Test func aTrueReturnMakesEarlierWritesVisibleToTheFunction() {
+        let queue = Workqueue(name: "wq-visibility", maxActive: 2)
+        let mismatches = Counter()
+        for round in 1...500 {
+            let box = Plain()
+            let item = WorkItem(name: "visibility") { _ in if box.value != round { mismatches.increment() } }
+            box.value = round
+            #expect(queue.queue(item))
+            item.flush()
+        }
+        #expect(mismatches.value == 0)
+        queue.destroy()
+    }
+
+    @Test func anItemRunningAndPendingNeverRunsOnTwoWorkersAtOnce() {
+        let queue = Workqueue(name: "wq-collision", maxActive: 2)
+        let release = Flag()
+        let started = Flag()
+        let meter = ConcurrencyMeter()
+        let runs = Counter()
+        let item = WorkItem(name: "collision") { _ in
+            meter.enter()
+            if runs.increment() == 1 {
+                started.raise()
+                release.wait()
+            }
+            meter.leave()
+        }
+        queue.queue(item)
+        started.wait()
+        #expect(queue.queue(item), "a running item that is not pending can be queued")
+        #expect(item.isPending && item.isRunning)
+        // The marker is listed after the item's second instance: once it has run, the idle worker has
+        // taken that instance and had to leave it to the busy one.
+        let marker = WorkItem(name: "marker") { _ in }
+        queue.queue(marker)
+        marker.flush()
+        #expect(runs.value == 1)
+        release.raise()
+        item.flush()
+        #expect(runs.value == 2)
+        #expect(meter.peak == 1)
+        queue.destroy()
+    }
+
+    @Test func anOrderedQueueRunsOneItemAtATimeInQueueingOrder() {
+        let queue = Workqueue(name: "wq-ordered", ordered: true)
+        let order = Mutex<[Int]>([])
+        let meter = ConcurrencyMeter()
+        let items = (0..<50).map { index in
+            WorkItem(name: "ordered") { _ in
+                meter.enter()
+                order.withLock { $0.append(index) }
+                meter.leave()
+            }
+        }
+        for item in items { #expect(queue.queue(item)) }
+        queue.flush()
+        #expect(order.withLock { $0 } == Array(0..<50))
+        #expect(meter.peak == 1)
+        queue.destroy()
+    }
+
+    @Test func maxActiveBoundsHowManyItemsRunAtOnce() {
+        let queue = Workqueue(name: "wq-bounded", maxActive: 2)
+        let meter = ConcurrencyMeter()
+        let items = (0..<8).map { _ in
+            WorkItem(name: "bounded") { _ in
+                meter.enter()
+                usleep(2_000)
+                meter.leave()
+            }
+        }
+        for item in items { queue.queue(item) }
+        queue.flush()
+        #expect(meter.peak <= 2)
+        queue.destroy()
+    }
+}

@@ -1,0 +1,103 @@
+import Testing
+@testable import KernelSync
+
+/// The validator annotations of hazard 2 and the misuse reports that do not stop the process.
+@Suite struct WorkqueueValidatorTests {
+    @Test func cancelSyncUnderALockTheFunctionTakesIsReportedWithoutDeadlock() {
+        let queue = Workqueue(name: "wq-hazard2")
+        let groupLock = KernelMutex(name: "hazard2 group->mutex")
+        let broken = WorkItem(name: "hazard2 broken_work") { _ in groupLock.withLock {} }
+        queue.queue(broken)
+        broken.flush()
+        // The item is idle now: this cancelSync cannot deadlock, yet the order is recorded.
+        groupLock.withLock { _ = broken.cancelSync() }
+        let kinds = Lockdep.reports(involving: groupLock.lockClass).map(\.kind)
+        #expect(kinds == [.circularDependency])
+        #expect(Lockdep.reports(involving: broken.lockClass).map(\.kind) == [.circularDependency])
+        queue.destroy()
+    }
+
+    @Test func cancelSyncAfterUnlockingIsNotReported() {
+        let queue = Workqueue(name: "wq-hazard2-fixed")
+        let groupLock = KernelMutex(name: "fixed group->mutex")
+        let broken = WorkItem(name: "fixed broken_work") { _ in groupLock.withLock {} }
+        queue.queue(broken)
+        broken.flush()
+        groupLock.withLock {}
+        broken.cancelSync()
+        #expect(Lockdep.reports(involving: groupLock.lockClass).isEmpty)
+        #expect(Lockdep.reports(involving: broken.lockClass).isEmpty)
+        queue.destroy()
+    }
+
+    @Test func aFunctionThatReturnsHoldingALockIsReported() {
+        let queue = Workqueue(name: "wq-leak")
+        let leaked = LockdepMap(name: "leaked pseudo-lock")
+        let item = WorkItem(name: "leaks-lock") { _ in leaked.acquire() }
+        queue.queue(item)
+        item.flush()
+        let reports = Lockdep.reports(involving: leaked.lockClass)
+        #expect(reports.first?.kind == .workqueueLeakedLock)
+        #expect(reports.first?.involves(item.lockClass) == true)
+        queue.destroy()
+    }
+
+    @Test func aFunctionThatReturnsInAtomicContextIsReported() {
+        let queue = Workqueue(name: "wq-leak-atomic")
+        let item = WorkItem(name: "leaks-atomic") { _ in Lockdep.enterAtomicContext("leaked") }
+        queue.queue(item)
+        item.flush()
+        #expect(Lockdep.reports(involving: item.lockClass).first?.kind == .workqueueLeakedLock)
+        queue.destroy()
+    }
+
+    @Test func cancelSyncAndFlushFromTheItemsOwnFunctionAreReportedAndReturn() {
+        let queue = Workqueue(name: "wq-self-cancel")
+        let returned = Counter()
+        let item = WorkItem(name: "self-cancel") { item in
+            item.cancelSync()
+            item.flush()
+            returned.increment()
+        }
+        queue.queue(item)
+        #expect(pollUntil { returned.value == 1 })
+        let reports = Lockdep.reports(involving: item.lockClass)
+        #expect(reports.count == 2 && reports.allSatisfy { $0.kind == .workSelfFlush })
+        queue.destroy()
+    }
+
+    @Test func flushingAQueueFromItsOwnWorkerIsReportedAndReturns() {
+        let queue = Workqueue(name: "wq-self-flush")
+        let item = WorkItem(name: "flushes-own-queue") { _ in queue.flush() }
+        queue.queue(item)
+        item.flush()
+        #expect(Lockdep.reports(involving: queue.lockClass).map(\.kind) == [.workqueueSelfFlush])
+        queue.destroy()
+    }
+
+    @Test func cancelSyncInAtomicContextIsReported() {
+        let marker = LockdepMap(name: "atomic-context marker")
+        let item = WorkItem(name: "cancel-in-atomic") { _ in }
+        marker.acquire()
+        Lockdep.withAtomicContext("test irq") { _ = item.cancelSync() }
+        marker.release()
+        #expect(Lockdep.reports(involving: marker.lockClass).map(\.kind) == [.sleepInAtomicContext])
+    }
+
+    @Test func releasingAPendingItemIsReportedAndItsInstanceWithdrawn() {
+        let release = Flag()
+        let queue = blockedQueue("wq-release-pending", release: release)
+        let runs = Counter()
+        var itemClass: LockClass?
+        do {
+            let item = WorkItem(name: "released-pending") { _ in runs.increment() }
+            queue.queue(item)
+            itemClass = item.lockClass
+        }
+        release.raise()
+        queue.flush()
+        #expect(runs.value == 0)
+        #expect(itemClass.map { Lockdep.reports(involving: $0).map(\.kind) } == [.workReleasedWhilePending])
+        queue.destroy()
+    }
+}
