@@ -19,7 +19,7 @@ final class WorkItemCore: @unchecked Sendable {
     /// (the queue lock) orders that write before a worker's read.
     weak var owner: WorkItem?
 
-    private let lock = PthreadMutex(errorChecking: false)
+    private let lock = PthreadMutex()
     /// Signalled after every transition that ends a run or withdraws an instance.
     private let changed = PthreadCondition()
     /// Guarded by: lock.

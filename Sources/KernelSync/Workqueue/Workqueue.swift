@@ -37,7 +37,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     let map: LockdepMap
 
     /// Serialises everything below. Taken after an item's lock, never before it (see ``WorkItemCore``).
-    private let lock = PthreadMutex(errorChecking: false)
+    private let lock = PthreadMutex()
     /// Workers wait here for ready entries or for `stopping`.
     private let workAvailable = PthreadCondition()
     /// The timer thread waits here for the earliest deadline, a new earlier one, or `stopping`.
