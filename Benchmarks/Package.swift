@@ -29,5 +29,6 @@ let package = Package(
     ],
     targets: [
         suite("MutexBenchmarks"),
+        suite("WorkqueueBenchmarks"),
     ]
 )

@@ -1,9 +1,13 @@
-// Work queue benchmarks: queue+run throughput against DispatchQueue.async doing the same work, and
-// cancelSync latency of an idle and of a pending item.
+// Work queue benchmarks: queue+run throughput against DispatchQueue.async doing the same work, and the
+// latency of cancelSync on an idle and on a pending item.
 //
-// Run: cd Benchmarks && swift package benchmark --target WorkqueueBenchmarks
+// Each iteration does 1,000 operations (scalingFactor .kilo), so scripts/bench.sh reports nanoseconds per
+// operation; percentiles are over iterations (batches of 1,000), not over single operations. Names are
+// "group: implementation"; each group's "(baseline)" runs in the same process. The validator is off,
+// as it is for DispatchQueue.
 import Benchmark
 import Dispatch
+import Glibc
 import KernelSync
 import Synchronization
 
@@ -13,82 +17,65 @@ private final class Tally: Sendable {
     func bump() { count.wrappingAdd(1, ordering: .relaxed) }
 }
 
-/// A queue whose only worker spins in a blocker, so every queued instance of `item` stays pending.
-private final class PendingFixture: Sendable {
-    let queue = Workqueue(name: "bench/pending")
-    let item = WorkItem(name: "bench pending") { _ in }
-    private let release = Tally()
+/// A queue whose only worker spins in a blocker, so that a queued item stays pending until cancelled.
+private final class BlockedQueue: Sendable {
+    let queue = Workqueue(name: "bench/blocked")
+    private let released = Atomic<Bool>(false)
 
     init() {
-        let release = release
-        queue.queue(WorkItem(name: "bench blocker") { _ in
-            while release.count.load(ordering: .acquiring) == 0 {}
+        queue.queue(WorkItem(name: "bench blocker") { [self] _ in
+            while !released.load(ordering: .acquiring) { sched_yield() }
         })
     }
 
     func tearDown() {
-        release.count.store(1, ordering: .releasing)
+        released.store(true, ordering: .releasing)
         queue.destroy()
     }
 }
 
-private let pendingFixture = PendingFixture()
-
-/// Items queued per measured iteration; throughput is reported per item.
-private let batch = 1_000
-
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .cpuTotal],
-        timeUnits: .microseconds,
-        maxDuration: .seconds(3),
-        maxIterations: 10_000
-    )
+    Lockdep.mode = .off
+    let perItem = Benchmark.Configuration(
+        metrics: [.wallClock, .throughput], scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 2_000)
 
     for workers in [1, 2] {
-        Benchmark("Workqueue queue+run, \(workers) worker(s), \(batch) items",
-                  configuration: .init(scalingFactor: .kilo)) { benchmark in
-            let queue = Workqueue(name: "bench/\(workers)", maxActive: workers)
-            let tally = Tally()
-            let items = (0..<batch).map { _ in WorkItem(name: "bench item") { _ in tally.bump() } }
-            benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                for item in items { blackHole(queue.queue(item)) }
-                queue.flush()
-            }
-            benchmark.stopMeasurement()
-            blackHole(tally.count.load(ordering: .relaxed))
-            queue.destroy()
-        }
+        let group = "queue+run \(workers) worker\(workers == 1 ? "" : "s")"
+        let tally = Tally()
+        let queue = Workqueue(name: "bench/\(workers)", maxActive: workers)
+        let items = (0..<1_000).map { _ in WorkItem(name: "bench item") { _ in tally.bump() } }
+        Benchmark("\(group): Workqueue", configuration: perItem, closure: { benchmark in
+            for index in benchmark.scaledIterations { blackHole(queue.queue(items[index])) }
+            queue.flush()
+        }, teardown: { queue.destroy() })
 
-        Benchmark("DispatchQueue.async, \(workers == 1 ? "serial" : "concurrent"), \(batch) items",
-                  configuration: .init(scalingFactor: .kilo)) { benchmark in
-            let queue = workers == 1
-                ? DispatchQueue(label: "bench.serial")
-                : DispatchQueue(label: "bench.concurrent", attributes: .concurrent)
-            let tally = Tally()
-            let group = DispatchGroup()
-            benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                for _ in 0..<batch { queue.async(group: group) { tally.bump() } }
-                group.wait()
-            }
-            benchmark.stopMeasurement()
-            blackHole(tally.count.load(ordering: .relaxed))
+        let dispatch = workers == 1
+            ? DispatchQueue(label: "bench.serial")
+            : DispatchQueue(label: "bench.concurrent", attributes: .concurrent)
+        let done = DispatchGroup()
+        Benchmark("\(group): DispatchQueue.async (baseline)", configuration: perItem) { benchmark in
+            for _ in benchmark.scaledIterations { dispatch.async(group: done) { tally.bump() } }
+            done.wait()
         }
     }
 
-    Benchmark("cancelSync of an idle item", configuration: .init(metrics: [.wallClock], timeUnits: .nanoseconds)) { benchmark in
-        let item = WorkItem(name: "bench idle") { _ in }
-        for _ in benchmark.scaledIterations { blackHole(item.cancelSync()) }
+    let idle = WorkItem(name: "bench idle") { _ in }
+    Benchmark("cancel latency: cancelSync of an idle item", configuration: perItem) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(idle.cancelSync()) }
     }
 
-    Benchmark("cancelSync of a pending item",
-              configuration: .init(metrics: [.wallClock], timeUnits: .nanoseconds),
-              teardown: { pendingFixture.tearDown() }) { benchmark in
-        pendingFixture.queue.queue(pendingFixture.item)
-        benchmark.startMeasurement()
-        blackHole(pendingFixture.item.cancelSync())
-        benchmark.stopMeasurement()
+    let blocked = BlockedQueue()
+    let pending = WorkItem(name: "bench pending") { _ in }
+    Benchmark("cancel latency: queue + cancel (no wait) of a pending item (baseline)", configuration: perItem) { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(blocked.queue.queue(pending))
+            blackHole(pending.cancel())
+        }
     }
+    Benchmark("cancel latency: queue + cancelSync of a pending item", configuration: perItem, closure: { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(blocked.queue.queue(pending))
+            blackHole(pending.cancelSync())
+        }
+    }, teardown: { blocked.tearDown() })
 }
