@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 __thread void *ks_thread_state __attribute__((tls_model("initial-exec"))) = 0;
+__thread void *ks_rcu_reader __attribute__((tls_model("initial-exec"))) = 0;
 static __thread int32_t ks_cached_tid __attribute__((tls_model("initial-exec"))) = 0;
 
 int32_t ks_gettid(void) {

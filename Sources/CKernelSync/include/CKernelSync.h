@@ -28,6 +28,14 @@ extern __thread void *ks_thread_state __attribute__((tls_model("initial-exec")))
 static inline void *ks_thread_state_get(void) { return ks_thread_state; }
 static inline void ks_thread_state_set(void *state) { ks_thread_state = state; }
 
+/// The calling thread's RCU reader record (an opaque, retained Swift object), or NULL while the thread is
+/// not registered with RCU (before first use, while offline, after exit). Separate from ks_thread_state so
+/// the RCU read side costs one %fs-relative load and never touches the validator's state.
+extern __thread void *ks_rcu_reader __attribute__((tls_model("initial-exec")));
+
+static inline void *ks_rcu_reader_get(void) { return ks_rcu_reader; }
+static inline void ks_rcu_reader_set(void *reader) { ks_rcu_reader = reader; }
+
 /// Compiler barrier: stops the compiler from moving memory accesses across it; emits no instruction.
 /// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.
 static inline void ks_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }
