@@ -120,7 +120,7 @@ final class Reclaimer: @unchecked Sendable {
     private func run() {
         threadID.store(KernelThread.currentID, ordering: .relaxed)
         while true {
-            let (batch, target) = lock.withLock {
+            var (batch, target) = lock.withLock {
                 while queue.isEmpty && engine.hasElapsed(requestedTarget) { workAvailable.wait(lock) }
                 let batch = queue
                 queue = []
@@ -129,8 +129,11 @@ final class Reclaimer: @unchecked Sendable {
             }
             engine.synchronize(until: target)
             for callback in batch { callback.body() }
+            let ran = UInt64(batch.count)
+            // Callbacks (and the objects they hold) are released before they count as run.
+            batch.removeAll()
             lock.withLock {
-                ranTotal += UInt64(batch.count)
+                ranTotal += ran
                 progress.broadcast()
             }
         }
