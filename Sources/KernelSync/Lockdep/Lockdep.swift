@@ -1,3 +1,4 @@
+import CKernelSync
 import Glibc
 import Synchronization
 
@@ -164,6 +165,7 @@ public enum Lockdep {
 
     private static func setFlags(mode: Mode, statistics: Bool) {
         flags.store(mode.rawValue | (statistics ? statisticsFlag : 0), ordering: .relaxed)
+        ks_fast_path_flags_set(KS_FLAG_LOCKDEP, mode == .off ? 0 : 1)
     }
 
     private static func initialFlags() -> Int {
@@ -177,6 +179,7 @@ public enum Lockdep {
             }
         }
         let statistics = getenv("KSYNC_LOCK_STAT").map { String(cString: $0) == "1" } ?? false
+        ks_fast_path_flags_set(KS_FLAG_LOCKDEP, mode == .off ? 0 : 1)
         return mode.rawValue | (statistics ? statisticsFlag : 0)
     }
 

@@ -18,11 +18,16 @@ final class GracePeriodEngine: @unchecked Sendable {
     static let shared = GracePeriodEngine()
 
     /// The global grace-period counter (liburcu `rcu_gp.ctr`): ``RCUCounter/count`` plus the phase bit.
+    /// It lives in CKernelSync (`ks_rcu_gp_ctr`) so that the inlined read side loads it without a
+    /// lazy-initialisation check.
     ///
     /// Ordering: relaxed on both sides. Only a grace-period leader stores it, between two full fences
     /// (``runGracePeriod()``); readers load it relaxed and order it with their ``RCUReaderRecord/ctr``
     /// store through the same barriers that order the ctr store.
-    @usableFromInline let counter = Atomic<UInt>(RCUCounter.count)
+    var counter: UInt {
+        get { UInt(ks_rcu_gp_ctr_load()) }
+        set { ks_rcu_gp_ctr_store(CUnsignedLong(newValue)) }
+    }
 
     /// Kernel-style grace-period sequence: twice the number of completed grace periods, plus one while a
     /// grace period runs.
@@ -58,6 +63,7 @@ final class GracePeriodEngine: @unchecked Sendable {
     private init() {
         let forced = getenv("KSYNC_RCU_FORCE_FENCES").map { String(cString: $0) == "1" } ?? false
         usesFences = forced || ks_membarrier_register_private_expedited() != 0
+        ks_fast_path_flags_set(KS_FLAG_RCU_FENCES, usesFences ? 1 : 0)
     }
 
     // MARK: Registry
@@ -129,7 +135,8 @@ final class GracePeriodEngine: @unchecked Sendable {
     }
 
     /// liburcu `smp_mb_master()`: a full barrier on every running thread of the process (membarrier), or
-    /// a local full fence when readers issue fences themselves. Pairs with ``RCUReaderRecord/readerBarrier()``.
+    /// a local full fence when readers issue fences themselves. Pairs with the
+    /// readers' barriers in ``RCUReaderRecord/lock(file:line:)`` and ``RCUReaderRecord/unlock(file:line:)``.
     func fullBarrierOnAllThreads() {
         if usesFences {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
@@ -149,14 +156,14 @@ final class GracePeriodEngine: @unchecked Sendable {
         fullBarrierOnAllThreads()
         if brokenMode.load(ordering: .relaxed) != RCU.BrokenMode.skipWait.rawValue {
             let snapshot = registryLock.withLock { readers }
-            var phase = counter.load(ordering: .relaxed) & RCUCounter.phase
+            var phase = counter & RCUCounter.phase
             // Pass 1: readers still in the previous phase must finish; current-phase readers are kept
             // for pass 2, inactive ones are done.
             var current: [RCUReaderRecord] = []
             waitForReaders(snapshot, phase: phase, keepingCurrent: &current)
             // Reader-state loads of pass 1 before the flip (liburcu: cmm_barrier + cmm_smp_mb).
             atomicMemoryFence(ordering: .sequentiallyConsistent)
-            counter.store(counter.load(ordering: .relaxed) ^ RCUCounter.phase, ordering: .relaxed)
+            counter ^= RCUCounter.phase
             phase ^= RCUCounter.phase
             flippedSequence.store(start &+ 1, ordering: .releasing)
             // The flip before the reader-state loads of pass 2.

@@ -25,19 +25,15 @@ final class RCUReaderRecord: @unchecked Sendable {
     /// taken at the outermost ``lock(file:line:)`` plus the nesting depth − 1.
     ///
     /// Ordering: written only by the owning thread. The outermost lock stores it relaxed and then issues
-    /// ``readerBarrier()`` (ctr store before the section's loads), which pairs with the writer's
-    /// ``GracePeriodEngine/fullBarrierOnAllThreads()`` before it scans. The outermost unlock issues
-    /// ``readerBarrier()`` and then stores it with release (section's loads before ctr store), which pairs
+    /// a compiler barrier (a full fence in fence mode: ctr store before the section's loads), which pairs
+    /// with the writer's ``GracePeriodEngine/fullBarrierOnAllThreads()`` before it scans. The outermost
+    /// unlock issues the same barrier and then stores it with release (section's loads before ctr store), which pairs
     /// with the acquire load in ``GracePeriodEngine/state(of:phase:)``, so the freeing that follows a grace
     /// period happens after the section (what ThreadSanitizer needs to see).
     @usableFromInline let ctr = Atomic<UInt>(0)
 
-    /// The grace-period engine; a process-lifetime object, so the reader skips reference counting.
-    @usableFromInline unowned(unsafe) let engine: GracePeriodEngine
-
-    /// Full fences instead of compiler barriers (membarrier unavailable or forced off). Copied from the
-    /// engine at registration, which is decided before any reader exists.
-    @usableFromInline let usesFences: Bool
+    /// The grace-period engine; a process-lifetime object.
+    unowned(unsafe) let engine: GracePeriodEngine
 
     /// The thread's id, for reports.
     let threadID: Int32
@@ -51,12 +47,11 @@ final class RCUReaderRecord: @unchecked Sendable {
 
     init(engine: GracePeriodEngine) {
         self.engine = engine
-        usesFences = engine.usesFences
         threadID = ks_gettid()
     }
 
     /// The calling thread's record, or nil while it is not registered.
-    @usableFromInline
+    @inlinable
     static var current: Unmanaged<RCUReaderRecord>? {
         @inline(__always) get { ks_rcu_reader_get().map { Unmanaged<RCUReaderRecord>.fromOpaque($0) } }
     }
@@ -74,9 +69,13 @@ final class RCUReaderRecord: @unchecked Sendable {
     func lock(file: StaticString, line: UInt) {
         let value = ctr.load(ordering: .relaxed)
         if _fastPath(value & RCUCounter.nestMask == 0) {
-            ctr.store(engine.counter.load(ordering: .relaxed), ordering: .relaxed)
-            readerBarrier()
-            if _slowPath(Lockdep.isValidating) { lockdepAcquire(file: file, line: line) }
+            ctr.store(UInt(ks_rcu_gp_ctr_load()), ordering: .relaxed)
+            let flags = ks_fast_path_flags_get()
+            if _fastPath(flags == 0) {
+                ks_compiler_barrier()
+            } else {
+                lockSlow(flags: flags, file: file, line: line)
+            }
         } else {
             ctr.store(value &+ RCUCounter.count, ordering: .relaxed)
         }
@@ -90,8 +89,12 @@ final class RCUReaderRecord: @unchecked Sendable {
         let value = ctr.load(ordering: .relaxed)
         let nesting = value & RCUCounter.nestMask
         if _fastPath(nesting == RCUCounter.count) {
-            if _slowPath(Lockdep.isValidating) { lockdepRelease(file: file, line: line) }
-            readerBarrier()
+            let flags = ks_fast_path_flags_get()
+            if _fastPath(flags == 0) {
+                ks_compiler_barrier()
+            } else {
+                unlockSlow(flags: flags, file: file, line: line)
+            }
             ctr.store(value &- RCUCounter.count, ordering: .releasing)
         } else if nesting == 0 {
             unbalancedUnlock(file: file, line: line)
@@ -100,30 +103,35 @@ final class RCUReaderRecord: @unchecked Sendable {
         }
     }
 
-    /// liburcu `smp_mb_slave()`: a compiler barrier when the writer uses membarrier (its
-    /// ``GracePeriodEngine/fullBarrierOnAllThreads()`` turns it into a full barrier), a full fence
-    /// otherwise. Orders the ctr store before the section (lock) and the section before the ctr store
-    /// (unlock).
-    @inlinable @inline(__always)
-    func readerBarrier() {
-        if _slowPath(usesFences) {
+    /// The outermost lock with fences or the validator on. liburcu `smp_mb_slave()` as a full fence when
+    /// the writer cannot use membarrier: orders the ctr store before the section's loads, pairing with
+    /// the writer's ``GracePeriodEngine/fullBarrierOnAllThreads()``.
+    @usableFromInline @inline(never)
+    func lockSlow(flags: Int32, file: StaticString, line: UInt) {
+        if flags & KS_FLAG_RCU_FENCES != 0 {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
         } else {
             ks_compiler_barrier()
         }
+        if flags & KS_FLAG_LOCKDEP != 0 {
+            lockdepHeld = true
+            RCU.readSectionMap.acquire(file: file, line: line)
+        }
     }
 
+    /// The outermost unlock with fences or the validator on: orders the section before the ctr store,
+    /// pairing with the writer's ``GracePeriodEngine/fullBarrierOnAllThreads()``.
     @usableFromInline @inline(never)
-    func lockdepAcquire(file: StaticString, line: UInt) {
-        lockdepHeld = true
-        RCU.readSectionMap.acquire(file: file, line: line)
-    }
-
-    @usableFromInline @inline(never)
-    func lockdepRelease(file: StaticString, line: UInt) {
-        guard lockdepHeld else { return }
-        lockdepHeld = false
-        RCU.readSectionMap.release(file: file, line: line)
+    func unlockSlow(flags: Int32, file: StaticString, line: UInt) {
+        if lockdepHeld {
+            lockdepHeld = false
+            RCU.readSectionMap.release(file: file, line: line)
+        }
+        if flags & KS_FLAG_RCU_FENCES != 0 {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+        } else {
+            ks_compiler_barrier()
+        }
     }
 
     @usableFromInline @inline(never)
@@ -138,6 +146,9 @@ final class RCUReaderRecord: @unchecked Sendable {
     /// Context: not in a read section (the thread has no record in TLS).
     @usableFromInline @inline(never)
     static func registerCurrent() -> Unmanaged<RCUReaderRecord> {
+        // Initialises the validator's flags, and with them KS_FLAG_LOCKDEP in ks_fast_path_flags, which
+        // the read side tests, before this thread's first read section.
+        _ = Lockdep.isValidating
         let engine = GracePeriodEngine.shared
         let record: Unmanaged<RCUReaderRecord>
         if let parked = pthread_getspecific(readerExitKey.key) {
