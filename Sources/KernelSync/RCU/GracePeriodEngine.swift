@@ -13,7 +13,6 @@ import Synchronization
 /// Locking: ``gpLock`` serialises leadership (``gpRunning``) and guards the waiters' condition;
 /// ``registryLock`` guards the reader list and is never held while waiting for readers. Neither is taken
 /// on the read side, and they never nest.
-@usableFromInline
 final class GracePeriodEngine: @unchecked Sendable {
     static let shared = GracePeriodEngine()
 
@@ -83,8 +82,6 @@ final class GracePeriodEngine: @unchecked Sendable {
             readers.removeAll { $0 === reader }
         }
     }
-
-    var registeredReaderCount: Int { registryLock.withLock { readers.count } }
 
     // MARK: Sequence numbers
 

@@ -219,6 +219,9 @@ public enum RCU {
     /// at the time).
     public static var peakBacklog: Int { Reclaimer.shared.lock.withLock { Reclaimer.shared.peakBacklog } }
 
+    /// Starts measuring ``peakBacklog`` afresh.
+    public static func resetPeakBacklog() { Reclaimer.shared.resetPeakBacklog() }
+
     // MARK: Debug reclamation
 
     /// Poison and quarantine retired ``RCUProtected`` objects instead of dropping them, so that an access

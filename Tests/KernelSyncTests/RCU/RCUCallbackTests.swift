@@ -71,7 +71,7 @@ import Testing
         RCU.maxBacklog = bound
         defer { RCU.maxBacklog = Reclaimer.defaultMaxBacklog }
         RCU.barrier()
-        Reclaimer.shared.resetPeakBacklog()
+        RCU.resetPeakBacklog()
         let waitsBefore = Reclaimer.shared.lock.withLock { Reclaimer.shared.backPressureWaits }
         // Hold the reclaimer until the storm has had to wait, so the bound is certainly reached.
         RCU.call {
