@@ -2,7 +2,7 @@ import Synchronization
 
 /// Runs deferred callbacks after grace periods, on one thread, in the order they were queued.
 ///
-/// Each round takes every callback queued so far as one batch, waits for the grace period the last of
+/// Each round takes every callback queued so far as one batch, waits for the latest grace period any of
 /// them needs (often already over, thanks to other callers' grace periods, in which case it does not
 /// wait at all), and runs them. The thread sleeps on a condition and is woken by each queueing: unlike
 /// liburcu's call_rcu worker, it never sleeps a fixed 10 ms between batches.
@@ -125,7 +125,9 @@ final class Reclaimer: @unchecked Sendable {
                 let batch = queue
                 queue = []
                 batchNumber += 1
-                return (batch, max(batch.last?.target ?? 0, requestedTarget))
+                // Callers snapshot their target before taking the lock, so queue order is not target
+                // order: the batch waits for the latest target of any of its callbacks.
+                return (batch, batch.reduce(requestedTarget) { max($0, $1.target) })
             }
             engine.synchronize(until: target)
             for callback in batch { callback.body() }
