@@ -22,14 +22,18 @@ open class RCUProtected: @unchecked Sendable {
 
     /// live → retired (``RCU/retire(_:file:line:)``) → poisoned (after the grace period).
     ///
-    /// Ordering: each transition is a release after writing the history it publishes; readers of the
-    /// history load it with acquire first (``assertLive(file:line:)``, a second retire).
+    /// Ordering: transitions happen under ``historyLock`` with the history they publish, and are stores
+    /// with release; ``assertLive(file:line:)`` loads it with acquire, without the lock, and takes the
+    /// lock only to read the history for its report.
     @usableFromInline let lifecycle = Atomic<Int>(RCUProtected.live)
 
-    /// Guarded by: written once before the release transition to retired; read after an acquire load
-    /// that saw retired or poisoned.
+    /// Serialises lifecycle transitions and the history of every protected object: the debug path only
+    /// (retire and poison with ``RCU/debugReclamation`` on, and reports).
+    /// `nonisolated(unsafe)`: a handle to a pthread mutex at a fixed address, thread-safe by design.
+    nonisolated(unsafe) private static let historyLock = PthreadMutex(errorChecking: false)
+    /// Guarded by: historyLock.
     private var retiredBy = ""
-    /// Guarded by: as `retiredBy`, for the transition to poisoned.
+    /// Guarded by: historyLock.
     private var freedBy = ""
 
     public init() {}
@@ -52,33 +56,38 @@ open class RCUProtected: @unchecked Sendable {
         guard RCU.debugReclamation else { return }
         let history = "retired at \(file):\(line) by \(ThreadState.current.pointee.threadDescription) "
             + "after grace period #\(RCU.completedGracePeriods)"
-        let previous = lifecycle.load(ordering: .acquiring)
-        guard previous == RCUProtected.live else {
-            Lockdep.emit(RCUReportText.doubleRetire(
-                object: objectName, history: self.history, site: "\(file):\(line)"))
-            return
+        let earlier: String? = RCUProtected.historyLock.withLock {
+            guard lifecycle.load(ordering: .relaxed) == RCUProtected.live else { return self.history }
+            retiredBy = history
+            lifecycle.store(RCUProtected.retired, ordering: .releasing)
+            return nil
         }
-        retiredBy = history
-        lifecycle.store(RCUProtected.retired, ordering: .releasing)
+        if let earlier {
+            Lockdep.emit(RCUReportText.doubleRetire(object: objectName, history: earlier, site: "\(file):\(line)"))
+        }
     }
 
     /// Marks the object freed. Context: the reclaimer, after the object's grace period.
     final func poison() {
-        guard lifecycle.load(ordering: .acquiring) != RCUProtected.poisoned else { return }
-        freedBy = "freed by \(ThreadState.current.pointee.threadDescription) after grace period "
+        let freed = "freed by \(ThreadState.current.pointee.threadDescription) after grace period "
             + "#\(RCU.completedGracePeriods), \(monotonicNanoseconds() / 1_000_000) ms after boot"
-        lifecycle.store(RCUProtected.poisoned, ordering: .releasing)
+        RCUProtected.historyLock.withLock {
+            guard lifecycle.load(ordering: .relaxed) != RCUProtected.poisoned else { return }
+            freedBy = freed
+            lifecycle.store(RCUProtected.poisoned, ordering: .releasing)
+        }
     }
 
     var objectName: String { "\(type(of: self))@\(ObjectIdentifier(self).debugDescription.suffix(14).dropLast())" }
 
-    /// The history so far. Context: after an acquire load of ``lifecycle``.
+    /// The history so far. Context: historyLock held.
     private var history: String {
         [retiredBy, freedBy].filter { !$0.isEmpty }.joined(separator: "\n")
     }
 
     @usableFromInline @inline(never)
     final func reportUseAfterFree(site: String) {
+        let history = RCUProtected.historyLock.withLock { self.history }
         Lockdep.emit(RCUReportText.useAfterFree(object: objectName, history: history, site: site))
     }
 }
