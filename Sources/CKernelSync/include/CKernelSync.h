@@ -67,6 +67,36 @@ static inline uint64_t ks_cas_release_u64(uint64_t *slot, uint64_t expected, uin
     return expected;
 }
 
+/// The calling thread's RCU reader record (an opaque, retained Swift object), or NULL while the thread is
+/// not registered with RCU (before first use, while offline, after exit). Separate from ks_thread_state so
+/// the RCU read side costs one %fs-relative load and never touches the validator's state.
+extern __thread void *ks_rcu_reader __attribute__((tls_model("initial-exec")));
+
+static inline void *ks_rcu_reader_get(void) { return ks_rcu_reader; }
+static inline void ks_rcu_reader_set(void *reader) { ks_rcu_reader = reader; }
+
+/// Flags that inlined fast paths in other modules (the RCU read side) test with one load, without the
+/// lazy-initialisation check a Swift global costs. Bit KS_FLAG_LOCKDEP: the lock validator is validating
+/// (kept by Lockdep's mode setters). Bit KS_FLAG_RCU_FENCES: RCU readers issue full fences (set once by
+/// the grace-period engine, before any reader registers).
+/// Ordering: relaxed; mode switches, set before the threads they concern run.
+extern int ks_fast_path_flags;
+#define KS_FLAG_LOCKDEP 1
+#define KS_FLAG_RCU_FENCES 2
+
+static inline int ks_fast_path_flags_get(void) { return __atomic_load_n(&ks_fast_path_flags, __ATOMIC_RELAXED); }
+static inline void ks_fast_path_flags_set(int flag, int on) {
+    if (on) __atomic_fetch_or(&ks_fast_path_flags, flag, __ATOMIC_RELAXED);
+    else __atomic_fetch_and(&ks_fast_path_flags, ~flag, __ATOMIC_RELAXED);
+}
+
+/// RCU's global grace-period counter (liburcu rcu_gp.ctr): stored only by a grace-period leader, loaded
+/// by readers at their outermost lock. Ordering: relaxed on both sides; see GracePeriodEngine.
+extern unsigned long ks_rcu_gp_ctr;
+
+static inline unsigned long ks_rcu_gp_ctr_load(void) { return __atomic_load_n(&ks_rcu_gp_ctr, __ATOMIC_RELAXED); }
+static inline void ks_rcu_gp_ctr_store(unsigned long value) { __atomic_store_n(&ks_rcu_gp_ctr, value, __ATOMIC_RELAXED); }
+
 /// Compiler barrier: stops the compiler from moving memory accesses across it; emits no instruction.
 /// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.
 static inline void ks_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }

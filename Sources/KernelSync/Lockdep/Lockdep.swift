@@ -183,12 +183,19 @@ public enum Lockdep {
         let flags = ks_lockdep_flags_load()
         if flags >= 0 { return Int(flags) }
         let initial = initialFlags()
-        ks_lockdep_flags_store(Int32(initial))
+        storeFlags(initial)
         return initial
     }
 
     private static func setFlags(mode: Mode, statistics: Bool) {
-        ks_lockdep_flags_store(Int32(mode.rawValue | (statistics ? statisticsFlag : 0)))
+        storeFlags(mode.rawValue | (statistics ? statisticsFlag : 0))
+    }
+
+    /// Stores the flags, and mirrors "validating" into `ks_fast_path_flags`, which the RCU read side
+    /// tests together with its own fence flag in one load.
+    private static func storeFlags(_ flags: Int) {
+        ks_lockdep_flags_store(Int32(flags))
+        ks_fast_path_flags_set(KS_FLAG_LOCKDEP, flags & modeMask != 0 ? 1 : 0)
     }
 
     private static func initialFlags() -> Int {
@@ -202,6 +209,7 @@ public enum Lockdep {
             }
         }
         let statistics = getenv("KSYNC_LOCK_STAT").map { String(cString: $0) == "1" } ?? false
+        ks_fast_path_flags_set(KS_FLAG_LOCKDEP, mode == .off ? 0 : 1)
         return mode.rawValue | (statistics ? statisticsFlag : 0)
     }
 

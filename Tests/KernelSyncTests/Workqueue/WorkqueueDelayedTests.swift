@@ -8,7 +8,7 @@ import Testing
         let item = WorkItem(name: "delayed") { _ in runs.increment() }
         #expect(queue.queue(item, after: .milliseconds(5)))
         #expect(!queue.queue(item, after: .milliseconds(5)), "already pending")
-        #expect(pollUntil { runs.value == 1 })
+        #expect(eventually { runs.value == 1 })
         queue.destroy()
     }
 
@@ -18,7 +18,7 @@ import Testing
         let item = WorkItem(name: "mod-delayed") { _ in runs.increment() }
         #expect(queue.queue(item, after: .seconds(3600)))
         #expect(queue.modifyDelay(of: item, to: .milliseconds(1)), "it was pending")
-        #expect(pollUntil { runs.value == 1 })
+        #expect(eventually { runs.value == 1 })
         #expect(!queue.modifyDelay(of: item, to: .seconds(3600)), "idle: queued, not modified")
         #expect(item.isPending)
         #expect(item.cancelSync())

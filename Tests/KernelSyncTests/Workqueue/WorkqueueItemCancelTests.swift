@@ -60,7 +60,7 @@ import Testing
             queue.queue(item)
         }
         queue.queue(item)
-        #expect(pollUntil { runs.value >= 3 })
+        #expect(eventually { runs.value >= 3 })
         item.cancelSync()
         let runsAtCancel = runs.value
         #expect(!item.isPending && !item.isRunning)

@@ -29,7 +29,7 @@ import Testing
         started.wait()
         let drainer = KernelThread(name: "drainer") { queue.drain() }
         // Until the drain begins, the probe is accepted (and withdrawn at once: the worker is busy).
-        #expect(pollUntil {
+        #expect(eventually {
             if queue.queue(probe) { probe.cancel() }
             return Lockdep.reports(involving: probe.lockClass).contains { $0.kind == .workqueueQueueingRefused }
         })

@@ -4,18 +4,6 @@ import Testing
 
 /// Four threads queue, cancelSync, flush and disable/enable shared items while two workers run them.
 @Suite struct WorkqueueRaceTests {
-    /// A seeded generator (SplitMix64), so a failing run replays with the seed it prints.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// What the test knows about one item, and the violations its function saw.
     final class Tracked: Sendable {
         /// Serialises queue and cancelSync on this item, so "cancelled and not queued since" is exact.
@@ -48,7 +36,7 @@ import Testing
         let callerViolations = Counter()
 
         KernelThread.runAll(count: 4, name: "racer") { thread in
-            var random = SplitMix64(state: seed &+ UInt64(thread))
+            var random = SplitMix64(seed: seed &+ UInt64(thread))
             for _ in 0..<iterationsPerThread {
                 let index = Int(random.next() % 4)
                 let item = items[index]

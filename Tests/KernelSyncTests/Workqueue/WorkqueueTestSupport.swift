@@ -2,29 +2,6 @@ import Glibc
 import Synchronization
 @testable import KernelSync
 
-/// A flag one thread raises and others wait for.
-final class Flag: Sendable {
-    private let raised = Atomic<Bool>(false)
-
-    /// Ordering: releasing; pairs with the acquiring load in ``isRaised``.
-    func raise() { raised.store(true, ordering: .releasing) }
-    var isRaised: Bool { raised.load(ordering: .acquiring) }
-
-    /// Waits until raised; false if that takes longer than a generous bound (a failure, not a timing).
-    @discardableResult
-    func wait() -> Bool { pollUntil { isRaised } }
-}
-
-/// A counter shared with work functions.
-final class Counter: Sendable {
-    private let atomic = Atomic<Int>(0)
-
-    @discardableResult
-    func increment() -> Int { atomic.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue }
-    func decrement() { atomic.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
-    var value: Int { atomic.load(ordering: .sequentiallyConsistent) }
-}
-
 /// Tracks how many threads are inside a function at once, and the most ever seen.
 final class ConcurrencyMeter: Sendable {
     private let inside = Counter()
@@ -43,17 +20,6 @@ final class ConcurrencyMeter: Sendable {
 
     func leave() { inside.decrement() }
     var peak: Int { maximum.load(ordering: .relaxed) }
-}
-
-/// Polls `condition` every 200 µs; false when it stays false for 30 seconds.
-@discardableResult
-func pollUntil(_ condition: () -> Bool) -> Bool {
-    let deadline = monotonicNanoseconds() + 30_000_000_000
-    while !condition() {
-        if monotonicNanoseconds() > deadline { return false }
-        usleep(200)
-    }
-    return true
 }
 
 /// Raises `flag` from another thread a little later, so that the caller can block meanwhile.

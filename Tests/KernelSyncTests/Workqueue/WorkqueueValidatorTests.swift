@@ -60,7 +60,7 @@ import Testing
             returned.increment()
         }
         queue.queue(item)
-        #expect(pollUntil { returned.value == 1 })
+        #expect(eventually { returned.value == 1 })
         let reports = Lockdep.reports(involving: item.lockClass)
         #expect(reports.count == 2 && reports.allSatisfy { $0.kind == .workSelfFlush })
         queue.destroy()

@@ -1,0 +1,39 @@
+import Glibc
+import Synchronization
+
+/// Holds poisoned objects back before their memory can be reused (dropped), so that a late access
+/// finds the poison rather than a new object: the newest ``capacity`` objects are kept, oldest dropped
+/// first.
+///
+/// Kernel analogue: KASAN's quarantine.
+final class Quarantine: @unchecked Sendable {
+    static let shared = Quarantine()
+    static let capacity = 4096
+
+    /// ``RCU/debugReclamation``. Ordering: relaxed; a mode switch, set before the objects it concerns
+    /// are retired.
+    let enabled = Atomic<Bool>(Quarantine.initiallyEnabled())
+
+    private let lock = PthreadMutex()
+    /// Guarded by: lock. A ring of the newest poisoned objects.
+    private var ring: [RCUProtected?] = Array(repeating: nil, count: Quarantine.capacity)
+    /// Guarded by: lock. Next slot to overwrite.
+    private var next = 0
+
+    private init() {}
+
+    func hold(_ object: RCUProtected) {
+        let evicted: RCUProtected? = lock.withLock {
+            let old = ring[next]
+            ring[next] = object
+            next = (next + 1) % Quarantine.capacity
+            return old
+        }
+        // The evicted object is released here, outside the lock: its deinit may do anything.
+        withExtendedLifetime(evicted) {}
+    }
+
+    private static func initiallyEnabled() -> Bool {
+        getenv("KSYNC_RCU_DEBUG").map { String(cString: $0) == "1" } ?? false
+    }
+}

@@ -1,0 +1,275 @@
+import Synchronization
+
+/// Read-copy update: readers that never block or write shared memory, and writers that wait for (or
+/// defer work until) every reader that might still see old data has finished.
+///
+/// ```swift
+/// RCU.withReadLock {
+///     if let device = current.dereference() { use(device) }
+/// }
+/// current.assign(newDevice)      // publishes; the old device is retired after a grace period
+/// RCU.synchronize()              // or RCU.call { … } / RCU.retire(object) to defer instead of waiting
+/// ```
+///
+/// The algorithm is liburcu's default flavour (urcu-memb): a reader records the global grace-period
+/// counter in a per-thread word on entry and clears it on exit, with only compiler barriers, because the
+/// writer forces a full barrier on every thread with membarrier(2) (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`,
+/// registered when RCU is first used). Where membarrier is unavailable, or `KSYNC_RCU_FORCE_FENCES=1` is
+/// set in the environment before first use, readers issue full fences instead (``usesMembarrier``).
+///
+/// Threads register by themselves on their first read section and are unregistered at thread exit.
+///
+/// - Note: The read section is a pseudo-lock for the validator ("rcu_read_lock"): blocking inside it
+///   (a mutex lock, ``synchronize(file:line:)``, ``barrier(file:line:)``) is reported.
+public enum RCU {
+    /// The validator's pseudo-lock for read sections.
+    static let readSectionMap = LockdepMap(name: "rcu_read_lock", readSection: true)
+
+    // MARK: Read side
+
+    /// Enters a read-side critical section. Nests; only the outermost lock and unlock do any work beyond
+    /// a counter update.
+    ///
+    /// Kernel analogue: `rcu_read_lock()`.
+    ///
+    /// Context: any, atomic context included. Must not block until the matching ``readUnlock(file:line:)``.
+    @inlinable
+    public static func readLock(file: StaticString = #fileID, line: UInt = #line) {
+        guard let record = RCUReaderRecord.current else {
+            RCUReaderRecord.registerCurrent()._withUnsafeGuaranteedRef { $0.lock(file: file, line: line) }
+            return
+        }
+        record._withUnsafeGuaranteedRef { $0.lock(file: file, line: line) }
+    }
+
+    /// Leaves a read-side critical section. Unlocking with no section to leave is reported and ignored.
+    ///
+    /// Kernel analogue: `rcu_read_unlock()`.
+    @inlinable
+    public static func readUnlock(file: StaticString = #fileID, line: UInt = #line) {
+        guard let record = RCUReaderRecord.current else {
+            RCUReaderRecord.registerCurrent()._withUnsafeGuaranteedRef { $0.unlock(file: file, line: line) }
+            return
+        }
+        record._withUnsafeGuaranteedRef { $0.unlock(file: file, line: line) }
+    }
+
+    /// Runs `body` in a read-side critical section.
+    ///
+    /// Kernel analogue: `scoped_guard(rcu)`.
+    @inlinable
+    public static func withReadLock<R, E: Error>(
+        file: StaticString = #fileID, line: UInt = #line, _ body: () throws(E) -> R
+    ) throws(E) -> R {
+        readLock(file: file, line: line)
+        defer { readUnlock(file: file, line: line) }
+        return try body()
+    }
+
+    /// Whether the calling thread is inside a read section (`rcu_read_lock_held()`, exact in every
+    /// validator mode).
+    public static var isInReadSection: Bool { RCUReaderRecord.currentNesting > 0 }
+
+    /// Takes the calling thread out of grace-period tracking, for a thread about to sleep for long
+    /// between read sections: grace periods no longer look at it. Its next read section brings it back
+    /// online by itself (as its first one registered it), or call ``threadOnline()``.
+    ///
+    /// Kernel analogue: liburcu `rcu_thread_offline()` / `rcu_unregister_thread()`.
+    ///
+    /// Context: outside any read section; inside one it is reported and ignored.
+    public static func threadOffline(file: StaticString = #fileID, line: UInt = #line) {
+        if !RCUReaderRecord.unregisterCurrent() {
+            Lockdep.emit(RCUReportText.offlineInReadSection(site: "\(file):\(line)"))
+        }
+    }
+
+    /// Registers the calling thread again after ``threadOffline(file:line:)`` (it also happens by
+    /// itself on the next read section).
+    ///
+    /// Kernel analogue: liburcu `rcu_thread_online()` / `rcu_register_thread()`.
+    public static func threadOnline() {
+        if RCUReaderRecord.current == nil { _ = RCUReaderRecord.registerCurrent() }
+    }
+
+    /// Whether readers rely on membarrier(2) (compiler barriers only) rather than full fences.
+    public static var usesMembarrier: Bool { !GracePeriodEngine.shared.usesFences }
+
+    // MARK: Grace periods
+
+    /// Waits for a full grace period: every read section that began before the call has ended when it
+    /// returns. Concurrent callers share grace periods.
+    ///
+    /// Kernel analogue: `synchronize_rcu()`.
+    ///
+    /// Context: may sleep. Inside a read section of the calling thread it would wait for itself: that is
+    /// reported ("Illegal synchronize_rcu() in RCU read-side critical section") and it returns at once.
+    /// In atomic context it is reported as sleeping in invalid context, and waits.
+    public static func synchronize(file: StaticString = #fileID, line: UInt = #line) {
+        synchronize(until: snapshot(), file: file, line: line)
+    }
+
+    /// Waits until the grace period of `cookie` has elapsed; returns at once if it has.
+    ///
+    /// Kernel analogue: `cond_synchronize_rcu()`.
+    ///
+    /// Context: as ``synchronize(file:line:)``.
+    public static func synchronize(until cookie: GracePeriodCookie, file: StaticString = #fileID, line: UInt = #line) {
+        _ = synchronizeCountingLeadership(until: cookie.target, file: file, line: line)
+    }
+
+    /// ``synchronize(until:file:line:)`` returning how many grace periods this caller led.
+    static func synchronizeCountingLeadership(until target: UInt64, file: StaticString, line: UInt) -> Int {
+        guard checkMayWait(call: "synchronize_rcu()", file: file, line: line) else { return 0 }
+        return GracePeriodEngine.shared.synchronize(until: target)
+    }
+
+    /// A cookie for the grace period that must elapse before everything removed so far may be freed;
+    /// does not start one.
+    ///
+    /// Kernel analogue: `get_state_synchronize_rcu()`.
+    public static func snapshot() -> GracePeriodCookie {
+        GracePeriodCookie(target: GracePeriodEngine.shared.snapshot())
+    }
+
+    /// Like ``snapshot()``, and makes sure that grace period will run even if nobody else waits for it
+    /// (the reclaimer thread runs it).
+    ///
+    /// Kernel analogue: `start_poll_synchronize_rcu()`.
+    public static func startPoll() -> GracePeriodCookie {
+        let cookie = snapshot()
+        Reclaimer.shared.request(cookie.target)
+        return cookie
+    }
+
+    /// Whether the grace period of `cookie` has elapsed. Never blocks.
+    ///
+    /// Kernel analogue: `poll_state_synchronize_rcu()`.
+    ///
+    /// Ordering: acquire; when it returns true, every read section that could see what was removed
+    /// before the cookie was taken has ended, and the caller may free it.
+    public static func poll(_ cookie: GracePeriodCookie) -> Bool {
+        GracePeriodEngine.shared.hasElapsed(cookie.target)
+    }
+
+    /// The number of grace periods completed since the process started.
+    public static var completedGracePeriods: UInt64 { GracePeriodEngine.shared.completedCount }
+
+    // MARK: Deferred work
+
+    /// Runs `callback` on the reclaimer thread after a grace period. Callbacks run in the order they were
+    /// queued, many per grace period.
+    ///
+    /// Kernel analogue: `call_rcu()`.
+    ///
+    /// Context: may sleep when the backlog is at its bound (``maxBacklog``), until callbacks have run.
+    /// It never waits when called from a callback or inside a read section (where waiting could
+    /// deadlock): those calls are admitted above the bound.
+    public static func call(_ callback: @escaping @Sendable () -> Void) {
+        Reclaimer.shared.enqueue(callback)
+    }
+
+    /// Keeps a strong reference to `object` until a grace period has passed, then drops it: readers that
+    /// found it before it was unlinked can keep using it until their section ends. With
+    /// ``debugReclamation`` on, an ``RCUProtected`` object is poisoned and quarantined instead of
+    /// dropped, so that a later access is reported.
+    ///
+    /// Kernel analogue: `kfree_rcu()`.
+    ///
+    /// Context: as ``call(_:)``.
+    public static func retire(_ object: AnyObject, file: StaticString = #fileID, line: UInt = #line) {
+        let protected = object as? RCUProtected
+        protected?.markRetired(file: file, line: line)
+        let handed = RetiredObject(object: object)
+        Reclaimer.shared.enqueue { handed.reclaim() }
+    }
+
+    /// Waits until every callback queued (``call(_:)``, ``retire(_:file:line:)``) before this call has
+    /// run — not only until their grace period has elapsed.
+    ///
+    /// Kernel analogue: `rcu_barrier()`.
+    ///
+    /// Context: may sleep. From a callback it would wait for itself: reported, returns at once. Inside a
+    /// read section: reported as for ``synchronize(file:line:)``, returns at once.
+    public static func barrier(file: StaticString = #fileID, line: UInt = #line) {
+        if Reclaimer.shared.isCurrentThread {
+            Lockdep.emit(RCUReportText.barrierFromCallback(site: "\(file):\(line)"))
+            return
+        }
+        guard checkMayWait(call: "rcu_barrier()", file: file, line: line) else { return }
+        Reclaimer.shared.waitForQueued()
+    }
+
+    /// The most callbacks that may wait for reclamation at once (default 100,000); a caller that would
+    /// exceed it waits. Can be changed at any time; a smaller bound applies to the next admissions.
+    public static var maxBacklog: Int {
+        get { Reclaimer.shared.lock.withLock { Reclaimer.shared.maxBacklog } }
+        set {
+            precondition(newValue > 0, "RCU.maxBacklog must be positive, got \(newValue)")
+            Reclaimer.shared.lock.withLock {
+                Reclaimer.shared.maxBacklog = newValue
+                Reclaimer.shared.progress.broadcast()
+            }
+        }
+    }
+
+    /// Callbacks queued and not yet run.
+    public static var backlog: Int { Reclaimer.shared.backlog }
+
+    /// The largest backlog any caller that honours the bound has produced (never above ``maxBacklog``
+    /// at the time).
+    public static var peakBacklog: Int { Reclaimer.shared.lock.withLock { Reclaimer.shared.peakBacklog } }
+
+    /// Starts measuring ``peakBacklog`` afresh.
+    public static func resetPeakBacklog() { Reclaimer.shared.resetPeakBacklog() }
+
+    // MARK: Debug reclamation
+
+    /// Poison and quarantine retired ``RCUProtected`` objects instead of dropping them, so that an access
+    /// after their grace period is reported with their history. Off by default; on with
+    /// `KSYNC_RCU_DEBUG=1` at start; tests and the stress binary turn it on.
+    public static var debugReclamation: Bool {
+        get { Quarantine.shared.enabled.load(ordering: .relaxed) }
+        set { Quarantine.shared.enabled.store(newValue, ordering: .relaxed) }
+    }
+
+    // MARK: Testing the tests
+
+    /// Ways to break grace periods on purpose, so that a torture test can prove it catches the bug.
+    enum BrokenMode: Int {
+        case none = 0
+        /// Grace periods end without waiting for readers.
+        case skipWait = 1
+    }
+
+    /// The current broken mode; ``BrokenMode/none`` unless a torture test sets it.
+    static var brokenMode: BrokenMode {
+        get { BrokenMode(rawValue: GracePeriodEngine.shared.brokenMode.load(ordering: .relaxed))! }
+        set { GracePeriodEngine.shared.brokenMode.store(newValue.rawValue, ordering: .relaxed) }
+    }
+
+    // MARK: Helpers
+
+    /// Reports a wait that is illegal here. Returns false when the caller must not wait (it is inside a
+    /// read section of its own).
+    private static func checkMayWait(call: String, file: StaticString, line: UInt) -> Bool {
+        if isInReadSection {
+            Lockdep.emit(RCUReportText.illegalSynchronize(call: call, site: "\(file):\(line)"))
+            return false
+        }
+        Lockdep.mightSleep(call, file: file, line: line)
+        return true
+    }
+}
+
+/// A retired object in transit to the reclaimer. The retiring caller gave up its reference; only the
+/// reclaimer touches it afterwards.
+private struct RetiredObject: @unchecked Sendable {
+    let object: AnyObject
+
+    func reclaim() {
+        if let protected = object as? RCUProtected, RCU.debugReclamation {
+            protected.poison()
+            Quarantine.shared.hold(protected)
+        }
+    }
+}

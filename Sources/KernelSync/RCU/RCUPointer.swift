@@ -1,0 +1,87 @@
+import Synchronization
+
+/// A pointer that readers load inside read sections while a writer replaces what it points to.
+///
+/// Kernel analogue: an `__rcu` pointer with `rcu_assign_pointer()` / `rcu_dereference()` /
+/// `rcu_dereference_protected()`.
+///
+/// ```swift
+/// let current = RCUPointer<Config>(Config())
+/// RCU.withReadLock { use(current.dereference()!) }
+/// configLock.withLock { current.assign(Config(…), holding: configLock) }
+/// ```
+///
+/// The pointer owns one strong reference to its object. ``assign(_:holding:file:line:)`` never drops
+/// the old object itself: it hands that reference to ``RCU/retire(_:file:line:)``, so the last release
+/// comes after a grace period and can never race with a reader that has just loaded the pointer. This is
+/// what makes ARC safe here; the API offers no way to take the old value back.
+public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
+    /// The object's address as an `Unmanaged` +1 reference, or 0.
+    ///
+    /// Ordering: stores are releases (the object's initialisation before its publication), loads are
+    /// acquires (publication before the reader's accesses; the kernel's `rcu_dereference` is a consume).
+    private let storage: Atomic<UInt>
+
+    /// Creates a pointer to `initial`, which it retains.
+    public init(_ initial: T? = nil) {
+        storage = Atomic(RCUPointer.encode(initial))
+    }
+
+    deinit {
+        // Readers may still hold what they loaded (they retained it); the pointer's own reference goes
+        // through a grace period like any replaced value.
+        if let old = RCUPointer.decode(storage.load(ordering: .acquiring)) { RCU.retire(old.takeRetainedValue()) }
+    }
+
+    /// Loads the pointer for a reader.
+    ///
+    /// Kernel analogue: `rcu_dereference()`.
+    ///
+    /// Context: inside a read section; with the validator on, a load outside one is reported ("suspicious
+    /// RCU usage"). The object stays valid (not retired-and-freed) only until the section ends.
+    public func dereference(file: StaticString = #fileID, line: UInt = #line) -> T? {
+        if Lockdep.isValidating && !RCU.isInReadSection {
+            Lockdep.emit(RCUReportText.suspicious(
+                "rcu_dereference() usage outside an RCU read-side critical section", site: "\(file):\(line)"))
+        }
+        return RCUPointer.decode(storage.load(ordering: .acquiring))?.takeUnretainedValue()
+    }
+
+    /// Loads the pointer for the updater, who holds `lock` and so excludes other assignments.
+    ///
+    /// Kernel analogue: `rcu_dereference_protected(p, lockdep_is_held(lock))`.
+    ///
+    /// Context: `lock` held; otherwise reported ("suspicious RCU usage").
+    public func dereferenceProtected(holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> T? {
+        checkHeld(lock, what: "rcu_dereference_protected()", file: file, line: line)
+        return RCUPointer.decode(storage.load(ordering: .acquiring))?.takeUnretainedValue()
+    }
+
+    /// Publishes `new` and retires the previous object through RCU.
+    ///
+    /// Kernel analogue: `rcu_replace_pointer()` followed by `kfree_rcu()` of the old value.
+    ///
+    /// Context: `lock` held (the update-side lock that serialises writers); otherwise reported. May sleep
+    /// when the reclamation backlog is full (see ``RCU/call(_:)``).
+    public func assign(_ new: T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
+        checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
+        let previous = storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing)
+        if let old = RCUPointer.decode(previous) { RCU.retire(old.takeRetainedValue(), file: file, line: line) }
+    }
+
+    private func checkHeld(_ lock: KernelMutex, what: String, file: StaticString, line: UInt) {
+        guard Lockdep.isValidating, !lock.isHeldByCurrentThread else { return }
+        Lockdep.emit(RCUReportText.suspicious(
+            "\(what) without holding \(lock.lockClass.name)", site: "\(file):\(line)", classes: [lock.lockClass]))
+    }
+
+    private static func encode(_ object: T?) -> UInt {
+        guard let object else { return 0 }
+        return UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())
+    }
+
+    private static func decode(_ bits: UInt) -> Unmanaged<T>? {
+        guard let raw = UnsafeRawPointer(bitPattern: bits) else { return nil }
+        return Unmanaged<T>.fromOpaque(raw)
+    }
+}

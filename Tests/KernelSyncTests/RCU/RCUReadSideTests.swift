@@ -1,0 +1,69 @@
+@testable import KernelSync
+import Testing
+
+@Suite struct RCUReadSideTests {
+    @Test func readSectionsNestAndOnlyTheOutermostUnlockEndsTheSection() {
+        RCU.readLock()
+        RCU.readLock()
+        RCU.withReadLock { #expect(RCUReaderRecord.currentNesting == 3) }
+        RCU.readUnlock()
+        #expect(RCU.isInReadSection)
+        RCU.readUnlock()
+        #expect(!RCU.isInReadSection)
+    }
+
+    @Test func aThreadRegistersOnFirstUseAndIsUnregisteredAtExit() {
+        let recorder = Recorder<RCUReaderRecord>()
+        let registeredWhileAlive = Flag()
+        KernelThread(name: "rcu-test-register") {
+            #expect(RCUReaderRecord.current == nil)
+            RCU.withReadLock {}
+            let record = RCUReaderRecord.current!.takeUnretainedValue()
+            if GracePeriodEngine.shared.registryLock.withLock({ record.registered }) { registeredWhileAlive.raise() }
+            recorder.append(record)
+        }.join()
+        #expect(registeredWhileAlive.isRaised)
+        let record = recorder.values[0]
+        #expect(!GracePeriodEngine.shared.registryLock.withLock { record.registered })
+    }
+
+    @Test func anOfflineThreadIsNotTrackedAndComesBackOnlineOnItsNextReadSection() {
+        KernelThread(name: "rcu-test-offline") {
+            RCU.withReadLock {}
+            let record = RCUReaderRecord.current!.takeUnretainedValue()
+            RCU.threadOffline()
+            #expect(RCUReaderRecord.current == nil)
+            #expect(!GracePeriodEngine.shared.registryLock.withLock { record.registered })
+            RCU.synchronize()
+            RCU.withReadLock {
+                #expect(RCUReaderRecord.current!.takeUnretainedValue() === record)
+                #expect(GracePeriodEngine.shared.registryLock.withLock { record.registered })
+            }
+        }.join()
+    }
+
+    @Test func goingOfflineInsideAReadSectionIsReportedAndIgnored() {
+        RCU.readLock()
+        let line: UInt = #line; RCU.threadOffline(line: line)
+        #expect(RCU.isInReadSection)
+        RCU.readUnlock()
+        #expect(rcuReports(.offlineInReadSection, line: line).count == 1)
+    }
+
+    @Test func anUnbalancedReadUnlockIsReportedAndIgnored() {
+        let line: UInt = #line; RCU.readUnlock(line: line)
+        #expect(!RCU.isInReadSection)
+        #expect(rcuReports(.unbalancedReadUnlock, line: line).count == 1)
+    }
+
+    @Test func lockingASleepingMutexInsideAReadSectionIsReported() {
+        let mutex = KernelMutex(name: "rcu-test-sleeping-mutex")
+        RCU.readLock()
+        let line: UInt = #line; mutex.lock(line: line)
+        mutex.unlock()
+        RCU.readUnlock()
+        let found = rcuReports(.sleepInReadSection, line: line)
+        #expect(found.count == 1)
+        #expect(found.first?.text.contains("rcu_read_lock") == true)
+    }
+}

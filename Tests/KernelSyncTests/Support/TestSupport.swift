@@ -1,0 +1,60 @@
+import Glibc
+import Synchronization
+@testable import KernelSync
+
+/// A one-way flag one thread raises and others test or wait for.
+final class Flag: Sendable {
+    private let raised = Atomic<Bool>(false)
+
+    /// Ordering: releasing; pairs with the acquiring load in ``isRaised``.
+    func raise() { raised.store(true, ordering: .releasing) }
+    var isRaised: Bool { raised.load(ordering: .acquiring) }
+
+    /// Waits until raised; false if that takes longer than a generous bound (a failure, not a timing).
+    @discardableResult
+    func wait() -> Bool { eventually { isRaised } }
+}
+
+/// A counter shared between threads.
+final class Counter: Sendable {
+    private let atomic = Atomic<Int>(0)
+
+    @discardableResult
+    func increment() -> Int { atomic.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue }
+    func decrement() { atomic.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
+    var value: Int { atomic.load(ordering: .sequentiallyConsistent) }
+}
+
+/// Values appended from several threads.
+final class Recorder<Value: Sendable>: @unchecked Sendable {
+    private let lock = PthreadMutex()
+    /// Guarded by: lock.
+    private var stored: [Value] = []
+    func append(_ value: Value) { lock.withLock { stored.append(value) } }
+    var values: [Value] { lock.withLock { stored } }
+}
+
+/// Polls `condition` every 200 µs; false if it did not hold within `seconds` (a guard against a hang,
+/// not a timing assertion).
+@discardableResult
+func eventually(within seconds: Double = 30, _ condition: () -> Bool) -> Bool {
+    let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+    while !condition() {
+        if monotonicNanoseconds() > deadline { return false }
+        usleep(200)
+    }
+    return true
+}
+
+/// A small seeded generator (SplitMix64), so that a failing run replays from the seed it prints.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
