@@ -8,13 +8,13 @@ import PackageDescription
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 let rootIdentity = root.lastPathComponent
 
-func suite(_ name: String) -> Target {
+func suite(_ name: String, peers: [Target.Dependency] = []) -> Target {
     .executableTarget(
         name: name,
         dependencies: [
             .product(name: "Benchmark", package: "benchmark"),
             .product(name: "KernelSync", package: rootIdentity),
-        ],
+        ] + peers,
         path: "Benchmarks/\(name)",
         plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
     )
@@ -30,5 +30,11 @@ let package = Package(
     targets: [
         suite("MutexBenchmarks"),
         suite("WorkqueueBenchmarks"),
+        suite("RCUBenchmarks", peers: ["URCUPeer"]),
+        // liburcu (urcu-memb) in C: the peer the RCU suite runs side by side with KernelSync's RCU.
+        .target(
+            name: "URCUPeer",
+            linkerSettings: [.linkedLibrary("urcu-memb"), .linkedLibrary("urcu-common"), .linkedLibrary("pthread")]
+        ),
     ]
 )

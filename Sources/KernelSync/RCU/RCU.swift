@@ -165,7 +165,7 @@ public enum RCU {
     /// It never waits when called from a callback or inside a read section (where waiting could
     /// deadlock): those calls are admitted above the bound.
     public static func call(_ callback: @escaping @Sendable () -> Void) {
-        Reclaimer.shared.enqueue(callback)
+        Reclaimer.shared.enqueue(.run(callback))
     }
 
     /// Keeps a strong reference to `object` until a grace period has passed, then drops it: readers that
@@ -177,10 +177,10 @@ public enum RCU {
     ///
     /// Context: as ``call(_:)``.
     public static func retire(_ object: AnyObject, file: StaticString = #fileID, line: UInt = #line) {
-        let protected = object as? RCUProtected
-        protected?.markRetired(file: file, line: line)
-        let handed = RetiredObject(object: object)
-        Reclaimer.shared.enqueue { handed.reclaim() }
+        if debugReclamation, let protected = object as? RCUProtected {
+            protected.markRetired(file: file, line: line)
+        }
+        Reclaimer.shared.enqueue(.release(RetiredObject(object: object)))
     }
 
     /// Waits until every callback queued (``call(_:)``, ``retire(_:file:line:)``) before this call has
@@ -263,11 +263,11 @@ public enum RCU {
 
 /// A retired object in transit to the reclaimer. The retiring caller gave up its reference; only the
 /// reclaimer touches it afterwards.
-private struct RetiredObject: @unchecked Sendable {
+struct RetiredObject: @unchecked Sendable {
     let object: AnyObject
 
     func reclaim() {
-        if let protected = object as? RCUProtected, RCU.debugReclamation {
+        if RCU.debugReclamation, let protected = object as? RCUProtected {
             protected.poison()
             Quarantine.shared.hold(protected)
         }

@@ -18,9 +18,22 @@ final class Reclaimer: @unchecked Sendable {
     static let shared = Reclaimer()
 
     /// A queued callback and the grace-period sequence number it waits for.
+    /// One deferred action: a `call_rcu` callback, or an object whose last reference is dropped
+    /// (`kfree_rcu`), which needs no closure and so no allocation of its own.
     struct Callback {
+        enum Action {
+            case run(@Sendable () -> Void)
+            case release(RetiredObject)
+        }
         let target: UInt64
-        let body: @Sendable () -> Void
+        let action: Action
+
+        func perform() {
+            switch action {
+            case .run(let body): body()
+            case .release(let retired): retired.reclaim()
+            }
+        }
     }
 
     static let defaultMaxBacklog = 100_000
@@ -67,7 +80,7 @@ final class Reclaimer: @unchecked Sendable {
     /// Queues `body` to run after a grace period, waiting for room when the backlog is full.
     ///
     /// Context: may block when the backlog is full, except on the reclaimer thread and in a read section.
-    func enqueue(_ body: @escaping @Sendable () -> Void) {
+    func enqueue(_ action: Callback.Action) {
         let mayWait = !isCurrentThread && RCUReaderRecord.currentNesting == 0
         let target = engine.snapshot()
         lock.withLock {
@@ -80,7 +93,7 @@ final class Reclaimer: @unchecked Sendable {
                     overBoundAdmissions += 1
                 }
             }
-            queue.append(Callback(target: target, body: body))
+            queue.append(Callback(target: target, action: action))
             queuedTotal += 1
             if mayWait { peakBacklog = max(peakBacklog, Int(queuedTotal - ranTotal)) }
             workAvailable.signal()
@@ -130,7 +143,7 @@ final class Reclaimer: @unchecked Sendable {
                 return (batch, batch.reduce(requestedTarget) { max($0, $1.target) })
             }
             engine.synchronize(until: target)
-            for callback in batch { callback.body() }
+            for callback in batch { callback.perform() }
             let ran = UInt64(batch.count)
             // Callbacks (and the objects they hold) are released before they count as run.
             batch.removeAll()
