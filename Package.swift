@@ -6,6 +6,10 @@ let package = Package(
     products: [
         .library(name: "KernelSync", targets: ["KernelSync"]),
         .executable(name: "ksync-demo", targets: ["ksync-demo"]),
+        .executable(name: "ksync-stress", targets: ["ksync-stress"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .target(name: "CKernelSync"),
@@ -16,6 +20,13 @@ let package = Package(
         .executableTarget(
             name: "ksync-demo",
             dependencies: ["KernelSync"]
+        ),
+        .executableTarget(
+            name: "ksync-stress",
+            dependencies: [
+                "KernelSync",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .testTarget(
             name: "KernelSyncTests",

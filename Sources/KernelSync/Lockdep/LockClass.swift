@@ -82,6 +82,9 @@ final class LockClassRegistry: @unchecked Sendable {
         lock.withLock { classes[index]! }
     }
 
+    /// Every registered class, in index order.
+    var all: [LockClass] { lock.withLock { classes.compactMap { $0 } } }
+
     func classForSite(_ site: String, name: String?) -> LockClass {
         lock.withLock {
             if let existing = bySite[site] { return existing }

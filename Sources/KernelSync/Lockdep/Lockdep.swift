@@ -83,6 +83,14 @@ public enum Lockdep {
         ThreadState.current.pointee.heldLocks.map { "\(LockClass.nodeName($0.node)) at \($0.file):\($0.line)" }
     }
 
+    /// The locks every live thread holds, as the kernel's `debug_show_all_locks()` prints them. Threads
+    /// are not stopped: exact for blocked threads (the case that matters, a hang), a snapshot for others.
+    /// Empty lists when the validator is off (nothing is tracked then).
+    public static func describeAllHeldLocks() -> String { ThreadRegistry.shared.describeAllHeldLocks() }
+
+    /// Every lock class created so far, in creation order (for lock statistics reports).
+    public static var lockClasses: [LockClass] { LockClassRegistry.shared.all }
+
     /// Number of dependencies recorded so far.
     public static var dependencyCount: Int { validator.graphLock.withLock { validator.graph.edgeCount } }
 

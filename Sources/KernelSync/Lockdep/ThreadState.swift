@@ -82,7 +82,7 @@ struct ThreadState {
         ks_thread_state_set(state)
         let rc = pthread_setspecific(threadExitKey.key, state)
         precondition(rc == 0, "pthread_setspecific failed: \(rc)")
-        ThreadRegistry.shared.register(state.pointee.threadID, name: state.pointee.name)
+        ThreadRegistry.shared.register(state)
         return state
     }
 
@@ -173,13 +173,46 @@ final class ThreadRegistry: @unchecked Sendable {
     private let lock = PthreadMutex()
     /// Guarded by: lock.
     private var names: [Int32: String] = [:]
+    /// Guarded by: lock. The state of every live thread that used KernelSync; an entry is removed before
+    /// its state is freed.
+    private var states: [Int32: UnsafeMutablePointer<ThreadState>] = [:]
 
-    func register(_ threadID: Int32, name: String) {
+    func register(_ state: UnsafeMutablePointer<ThreadState>) {
+        lock.withLock {
+            names[state.pointee.threadID] = state.pointee.name
+            states[state.pointee.threadID] = state
+        }
+    }
+
+    func rename(_ threadID: Int32, to name: String) {
         lock.withLock { names[threadID] = name }
     }
 
     func unregister(_ threadID: Int32) {
-        lock.withLock { _ = names.removeValue(forKey: threadID) }
+        lock.withLock {
+            names.removeValue(forKey: threadID)
+            states.removeValue(forKey: threadID)
+        }
+    }
+
+    /// The held locks of every live thread, read without stopping them (the kernel's
+    /// `debug_show_all_locks()`): a snapshot for hang reports, exact only for threads that are blocked.
+    func describeAllHeldLocks() -> String {
+        lock.withLock {
+            var text = "\nShowing all locks held in the system:\n"
+            for (threadID, state) in states.sorted(by: { $0.key < $1.key }) {
+                let held = state.pointee.held
+                let depth = min(state.pointee.depth, state.pointee.capacity)
+                guard depth > 0 else { continue }
+                let name = names[threadID] ?? "thread"
+                text += "\(depth) lock\(depth == 1 ? "" : "s") held by \(name)/\(threadID):\n"
+                for index in 0..<depth {
+                    let entry = held[index]
+                    text += " #\(index): (\(LockClass.nodeName(entry.node))), at: \(entry.file):\(entry.line)\n"
+                }
+            }
+            return text + "=============================================\n"
+        }
     }
 
     /// "name/tid" of a live thread, or "tid" when it never used KernelSync.
@@ -193,6 +226,6 @@ extension ThreadState {
     static func setCurrentName(_ name: String) {
         let state = current
         state.pointee.name = name
-        ThreadRegistry.shared.register(state.pointee.threadID, name: name)
+        ThreadRegistry.shared.rename(state.pointee.threadID, to: name)
     }
 }

@@ -14,9 +14,10 @@ import Synchronization
 /// Fake writers call ``RCU/synchronize(file:line:)``, ``RCU/barrier(file:line:)``, ``RCU/call(_:)`` and
 /// ``RCU/startPoll()`` meanwhile.
 ///
-/// A correct run prints a pipeline histogram with zeros from age 2 on and "SUCCESS"; with
-/// ``Configuration/breakGracePeriods`` (grace periods that skip waiting for readers) it must print
-/// "FAILURE". The seed is printed so that a run can be replayed.
+/// The result's description is rcutorture's end-of-test text: a correct run shows a pipeline histogram
+/// with zeros from age 2 on and "SUCCESS"; with ``Configuration/breakGracePeriods`` (grace periods that
+/// skip waiting for readers) it must show "FAILURE". The seed is printed at the start, so that a run can
+/// be replayed.
 public enum RCUTorture {
     public struct Configuration: Sendable {
         public var seed: UInt64
@@ -62,7 +63,7 @@ public enum RCUTorture {
     /// Ages kept in the pipeline before an element leaves it (rcutorture `RCU_TORTURE_PIPE_LEN`).
     static let pipelineLength = 10
 
-    /// Runs the torture test and returns its verdict; prints the seed first and the result at the end.
+    /// Runs the torture test and returns its verdict; prints the seed first.
     ///
     /// Context: may sleep for ``Configuration/durationSeconds``; not in a read section. Turns
     /// ``RCU/debugReclamation`` on.
@@ -93,7 +94,6 @@ public enum RCUTorture {
                 seed: configuration.seed, pipeline: shared.pipeline, poisonedObservations: shared.poisoned,
                 writes: writes, gracePeriods: RCU.completedGracePeriods - startGracePeriods)
         }
-        writeToStandardError(result.description)
         return result
     }
 

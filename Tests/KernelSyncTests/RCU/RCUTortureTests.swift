@@ -12,6 +12,7 @@ import Testing
     @Test func tortureCatchesGracePeriodsThatSkipTheWait() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let result = RCUTorture.run(.init(durationSeconds: 1, breakGracePeriods: true))
+            writeToStandardError(result.description)
             exit(result.passed ? 0 : 1)
         }
         let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
