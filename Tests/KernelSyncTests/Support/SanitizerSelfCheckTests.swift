@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 import KernelSync
 
@@ -9,13 +10,18 @@ import KernelSync
     final class Unguarded: @unchecked Sendable {
         /// Guarded by: nothing, on purpose.
         var value = 0
+        /// Both racers arrive before either writes, so their writes overlap in time.
+        /// Ordering: relaxed on purpose: it must not give ThreadSanitizer a happens-before edge.
+        let arrived = Atomic<Int>(0)
     }
 
     @Test(.enabled(if: getenv("KSYNC_TSAN_SELF_CHECK") != nil))
     func deliberateDataRaceForSanitizerSelfCheck() {
         let shared = Unguarded()
         KernelThread.runAll(count: 2, name: "racer") { _ in
-            for _ in 0..<1_000 { shared.value += 1 }
+            shared.arrived.wrappingAdd(1, ordering: .relaxed)
+            while shared.arrived.load(ordering: .relaxed) < 2 {}
+            for _ in 0..<100_000 { shared.value += 1 }
         }
         #expect(shared.value > 0)
     }
