@@ -7,8 +7,9 @@
 /// takes it and the item's state says it is stale. Delayed entries are removed eagerly, since a long
 /// timer would otherwise keep a cancelled item alive until it fires.
 struct PendingWork<Element> {
-    /// Ready entries; `ready[head...]` are live, in queueing order.
-    private var ready: [Element] = []
+    /// Ready entries; `ready[head...]` are live, in queueing order. Taken entries are moved out (left
+    /// nil), so compacting the list copies and destroys no live element.
+    private var ready: [Element?] = []
     private var head = 0
     /// Delayed entries, sorted by deadline (monotonic nanoseconds); equal deadlines keep queueing order.
     private var timers: [(deadline: UInt64, element: Element)] = []
@@ -24,7 +25,7 @@ struct PendingWork<Element> {
     /// Takes the oldest ready entry.
     mutating func popReady() -> Element? {
         guard head < ready.count else { return nil }
-        let element = ready[head]
+        let element = ready[head].take()
         head += 1
         if head == ready.count {
             ready.removeAll(keepingCapacity: true)
@@ -70,7 +71,7 @@ struct PendingWork<Element> {
 
     /// Empties both lists; returns the ready entries in order and the delayed ones by deadline.
     mutating func removeAll() -> (ready: [Element], delayed: [Element]) {
-        let all = (Array(ready[head...]), timers.map(\.element))
+        let all = (ready[head...].map { $0! }, timers.map(\.element))
         ready.removeAll()
         head = 0
         timers.removeAll()

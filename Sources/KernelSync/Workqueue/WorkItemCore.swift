@@ -22,24 +22,29 @@ final class WorkItemCore: @unchecked Sendable {
     private let lock = PthreadMutex()
     /// Signalled after every transition that ends a run or withdraws an instance.
     private let changed = PthreadCondition()
-    /// Guarded by: lock.
-    private var state = State()
+    /// Guarded by: lock. Behind a pointer rather than in a class `var`, so the per-item paths pay no
+    /// dynamic exclusivity check; wait loops read it through the pointer, after every wait.
+    private let state: UnsafeMutablePointer<State>
 
     init(name: String, map: LockdepMap, function: @escaping @Sendable (WorkItem) -> Void) {
         self.name = name
         self.map = map
         self.function = function
+        state = .allocate(capacity: 1)
+        state.initialize(to: State())
     }
 
     deinit {
+        state.deinitialize(count: 1)
+        state.deallocate()
         changed.destroy()
         lock.destroy()
     }
 
     /// A snapshot, for reports and tests.
-    var stateDescription: String { lock.withLock { state.description } }
-    var isPending: Bool { lock.withLock { state.isPending } }
-    var isRunning: Bool { lock.withLock { state.isRunning } }
+    var stateDescription: String { lock.withLock { state.pointee.description } }
+    var isPending: Bool { lock.withLock { state.pointee.isPending } }
+    var isRunning: Bool { lock.withLock { state.pointee.isRunning } }
 
     // MARK: Queueing
 
@@ -52,7 +57,7 @@ final class WorkItemCore: @unchecked Sendable {
         let caller = KernelThread.currentID
         let outcome = lock.withLock {
             queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
-                guard case .enqueue(let instance) = state.queue(placement: queue) else { return nil }
+                guard case .enqueue(let instance) = state.pointee.queue(placement: queue) else { return nil }
                 return WorkEntry(item: self, sequence: instance.sequence)
             }
         }
@@ -67,7 +72,7 @@ final class WorkItemCore: @unchecked Sendable {
         var withdrawn: State.Withdrawal?
         let outcome = lock.withLock {
             queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
-                switch state.modify(placement: queue) {
+                switch state.pointee.modify(placement: queue) {
                 case .refuse:
                     return nil
                 case .enqueue(let new):
@@ -86,29 +91,29 @@ final class WorkItemCore: @unchecked Sendable {
     // MARK: Running
 
     /// Runs the instance a worker of `queue` took off its ready list, then any instance handed off to
-    /// this worker meanwhile, retiring each with its queue. A stale entry retires at once; an entry
-    /// handed off to the worker that runs the item now retires when that worker has run it.
+    /// this worker meanwhile. Returns the ticket (flush epoch) of the last run when it ran from `queue`:
+    /// the caller retires it with `queue`, together with taking its next entry. Every other run retires
+    /// here. A stale entry's ticket is returned at once; an entry handed off to the worker that runs
+    /// the item now retires when that worker has run it (nil).
     ///
-    /// Context: a worker thread, no KernelSync lock held.
-    func process(_ entry: WorkEntry, on queue: Workqueue, runner: Int32) {
+    /// Context: a worker thread of `queue`, no KernelSync lock held.
+    func process(_ entry: WorkEntry, on queue: Workqueue, runner: Int32) -> UInt64? {
         // A released owner withdraws its pending instance in deinit; this entry is then stale.
-        guard let owner else {
-            queue.retire(epoch: entry.epoch)
-            return
-        }
-        let claim = lock.withLock { state.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
+        guard let owner else { return entry.epoch }
+        let claim = lock.withLock { state.pointee.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
         guard case .run(var instance) = claim else {
-            if case .stale = claim { queue.retire(epoch: entry.epoch) }
-            return
+            if case .stale = claim { return entry.epoch }
+            return nil
         }
         while true {
             instance.placement.run(self, owner: owner)
-            let finish = lock.withLock { state.finish(runner: runner) }
+            let finish = lock.withLock { state.pointee.finish(runner: runner) }
             changed.broadcast()
             switch finish {
             case .idle(let retired):
+                if retired.instance.placement === queue { return retired.ticket }
                 retired.instance.placement.retire(epoch: retired.ticket)
-                return
+                return nil
             case .runNext(let retired, let next):
                 retired.instance.placement.retire(epoch: retired.ticket)
                 instance = next
@@ -120,7 +125,7 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// `cancel_work`: withdraws the pending instance without waiting. Returns whether one was pending.
     func cancel() -> Bool {
-        let withdrawn = lock.withLock { state.cancel() }
+        let withdrawn = lock.withLock { state.pointee.cancel() }
         guard let withdrawn else { return false }
         settle(withdrawn)
         changed.broadcast()
@@ -135,10 +140,10 @@ final class WorkItemCore: @unchecked Sendable {
     func cancelSync(disabling: Bool, call: String, file: StaticString, line: UInt) -> Bool {
         Lockdep.mightSleep(call, file: file, line: line)
         let caller = KernelThread.currentID
-        let fromOwnFunction = lock.withLock { state.isRunning(on: caller) }
+        let fromOwnFunction = lock.withLock { state.pointee.isRunning(on: caller) }
         if fromOwnFunction {
             reportSelfFlush(call: call, site: "\(file):\(line)")
-            let withdrawn = lock.withLock { disabling ? state.disable() : state.cancel() }
+            let withdrawn = lock.withLock { disabling ? state.pointee.disable() : state.pointee.cancel() }
             if let withdrawn { settle(withdrawn) }
             changed.broadcast()
             return withdrawn != nil
@@ -146,13 +151,13 @@ final class WorkItemCore: @unchecked Sendable {
         map.acquire(file: file, line: line)
         map.release(file: file, line: line)
         let withdrawn = lock.withLock {
-            if disabling { state.disable() } else { state.beginCancelSync() }
+            if disabling { state.pointee.disable() } else { state.pointee.beginCancelSync() }
         }
         if let withdrawn { settle(withdrawn) }
         changed.broadcast()
         lock.withLock {
-            while state.isRunning { changed.wait(lock) }
-            if !disabling { state.endCancelSync() }
+            while state.pointee.isRunning { changed.wait(lock) }
+            if !disabling { state.pointee.endCancelSync() }
         }
         return withdrawn != nil
     }
@@ -165,7 +170,7 @@ final class WorkItemCore: @unchecked Sendable {
         let call = "flush_work(\(name))"
         Lockdep.mightSleep(call, file: file, line: line)
         let caller = KernelThread.currentID
-        let fromOwnFunction = lock.withLock { state.isRunning(on: caller) }
+        let fromOwnFunction = lock.withLock { state.pointee.isRunning(on: caller) }
         if fromOwnFunction {
             reportSelfFlush(call: call, site: "\(file):\(line)")
             return false
@@ -173,13 +178,13 @@ final class WorkItemCore: @unchecked Sendable {
         map.acquire(file: file, line: line)
         map.release(file: file, line: line)
         let target: (sequence: UInt64, pendingOn: Workqueue?)? = lock.withLock {
-            guard let sequence = state.flushTarget else { return nil }
-            return (sequence, state.pending.map(\.placement))
+            guard let sequence = state.pointee.flushTarget else { return nil }
+            return (sequence, state.pointee.pending.map(\.placement))
         }
         guard let target else { return false }
         target.pendingOn?.expedite(item: self, sequence: target.sequence)
         lock.withLock {
-            while !state.hasFinished(through: target.sequence) { changed.wait(lock) }
+            while !state.pointee.hasFinished(through: target.sequence) { changed.wait(lock) }
         }
         return true
     }
@@ -187,7 +192,7 @@ final class WorkItemCore: @unchecked Sendable {
     /// `disable_work`: one more disable level, withdrawing the pending instance. Returns whether one was
     /// pending.
     func disable() -> Bool {
-        let withdrawn = lock.withLock { state.disable() }
+        let withdrawn = lock.withLock { state.pointee.disable() }
         guard let withdrawn else { return false }
         settle(withdrawn)
         changed.broadcast()
@@ -196,7 +201,7 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// `enable_work`: one disable level less. Returns whether queueing works again.
     func enable(file: StaticString, line: UInt) -> Bool {
-        let result = lock.withLock { state.enable() }
+        let result = lock.withLock { state.pointee.enable() }
         switch result {
         case .enabled: return true
         case .stillDisabled: return false
@@ -209,7 +214,7 @@ final class WorkItemCore: @unchecked Sendable {
     /// The owner released its handle: a pending instance is withdrawn and reported (a running one
     /// cannot be: the worker holds the handle until the function returns).
     func ownerReleased() {
-        let (withdrawn, description) = lock.withLock { (state.cancel(), state.description) }
+        let (withdrawn, description) = lock.withLock { (state.pointee.cancel(), state.pointee.description) }
         guard let withdrawn else { return }
         settle(withdrawn)
         changed.broadcast()
@@ -219,7 +224,7 @@ final class WorkItemCore: @unchecked Sendable {
     /// Withdraws instance `sequence` if it is still pending and unclaimed: a queue being destroyed takes
     /// its entries back. Returns whether it did.
     func abandon(sequence: UInt64) -> Bool {
-        let abandoned = lock.withLock { state.abandon(sequence: sequence) }
+        let abandoned = lock.withLock { state.pointee.abandon(sequence: sequence) }
         if abandoned { changed.broadcast() }
         return abandoned
     }

@@ -27,6 +27,37 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         case destroyed
     }
 
+    /// Everything the queue's lock guards.
+    private struct State {
+        var pending = PendingWork<WorkEntry>()
+        /// Ready or running instances by the flush epoch they were made ready in. Delayed instances
+        /// count once their timer fires.
+        var outstanding = EpochCounts()
+        /// Each ``flush(file:line:)`` waits for the epochs up to the current one and starts the next.
+        var epoch: UInt64 = 0
+        /// Nesting of ``drain(file:line:)`` calls in progress.
+        var drainDepth = 0
+        /// Set by ``destroy(file:line:)``; queueing is refused from then on.
+        var destroying = false
+        /// Tells the workers and the timer thread to return.
+        var stopping = false
+        /// Kernel thread ids of the workers (chained queueing while draining).
+        var workerThreadIDs: Set<Int32> = []
+        /// Workers blocked on `workAvailable`.
+        var sleepingWorkers = 0
+        /// A `workAvailable` signal was sent and no worker has come back from waiting since. At most one
+        /// wakeup is in flight: the worker it wakes wakes the next one if ready entries remain.
+        var wakeInFlight = false
+
+        /// Whether the caller must signal `workAvailable` for a ready entry: a worker sleeps and no
+        /// wakeup is on its way. Marks one in flight when it returns true.
+        mutating func claimWakeup() -> Bool {
+            guard sleepingWorkers > 0, !wakeInFlight, !pending.isReadyEmpty else { return false }
+            wakeInFlight = true
+            return true
+        }
+    }
+
     public let name: String
     /// The most items that run at once: the number of worker threads.
     public let maxActive: Int
@@ -36,7 +67,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     /// function and acquired by ``flush(file:line:)``, ``drain(file:line:)`` and ``destroy(file:line:)``.
     let map: LockdepMap
 
-    /// Serialises everything below. Taken after an item's lock, never before it (see ``WorkItemCore``).
+    /// Serialises `state`. Taken after an item's lock, never before it (see ``WorkItemCore``).
     private let lock = PthreadMutex()
     /// Workers wait here for ready entries or for `stopping`.
     private let workAvailable = PthreadCondition()
@@ -44,22 +75,9 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     private let timerChanged = PthreadCondition()
     /// Flush, drain and destroy wait here for `outstanding` to shrink.
     private let retired = PthreadCondition()
-    /// Guarded by: lock.
-    private var pending = PendingWork<WorkEntry>()
-    /// Guarded by: lock. Ready or running instances by the flush epoch they were made ready in; an epoch
-    /// leaves the table when its count reaches zero. Delayed instances count once their timer fires.
-    private var outstanding: [UInt64: Int] = [:]
-    /// Guarded by: lock. Each ``flush(file:line:)`` waits for the epochs up to the current one and
-    /// starts the next.
-    private var epoch: UInt64 = 0
-    /// Guarded by: lock. Nesting of ``drain(file:line:)`` calls in progress.
-    private var drainDepth = 0
-    /// Guarded by: lock. Set by ``destroy(file:line:)``; queueing is refused from then on.
-    private var destroying = false
-    /// Guarded by: lock. Tells the workers and the timer thread to return.
-    private var stopping = false
-    /// Guarded by: lock. Kernel thread ids of the workers (chained queueing while draining).
-    private var workerThreadIDs: Set<Int32> = []
+    /// Guarded by: lock. Behind a pointer rather than in class `var`s, so the per-item paths pay no
+    /// dynamic exclusivity check; wait loops read it through the pointer, after every wait.
+    private let state: UnsafeMutablePointer<State>
     /// Written in init; read once by the ``destroy(file:line:)`` call that wins `destroying`.
     private var threads: [KernelThread] = []
 
@@ -76,12 +94,16 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         self.name = name
         self.maxActive = maxActive
         isOrdered = ordered
+        state = .allocate(capacity: 1)
+        state.initialize(to: State())
         map = LockdepMap(name: "(wq_completion)\(name)", file: file, line: line)
         threads = (0..<maxActive).map { index in KernelThread(name: "\(name)/\(index)") { self.workerLoop() } }
         threads.append(KernelThread(name: "\(name)/timer") { self.timerLoop() })
     }
 
     deinit {
+        state.deinitialize(count: 1)
+        state.deallocate()
         retired.destroy()
         timerChanged.destroy()
         workAvailable.destroy()
@@ -146,9 +168,9 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     public func flush(file: StaticString = #fileID, line: UInt = #line) {
         guard prepareToWait("flush_workqueue(\(name))", file: file, line: line) else { return }
         lock.withLock {
-            let target = epoch
-            epoch += 1
-            while outstanding.keys.contains(where: { $0 <= target }) { retired.wait(lock) }
+            let target = state.pointee.epoch
+            state.pointee.epoch += 1
+            while state.pointee.outstanding.hasWork(through: target) { retired.wait(lock) }
         }
     }
 
@@ -161,9 +183,9 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     public func drain(file: StaticString = #fileID, line: UInt = #line) {
         guard prepareToWait("drain_workqueue(\(name))", file: file, line: line) else { return }
         lock.withLock {
-            drainDepth += 1
-            while !outstanding.isEmpty { retired.wait(lock) }
-            drainDepth -= 1
+            state.pointee.drainDepth += 1
+            while !state.pointee.outstanding.isEmpty { retired.wait(lock) }
+            state.pointee.drainDepth -= 1
         }
     }
 
@@ -179,9 +201,9 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     public func destroy(file: StaticString = #fileID, line: UInt = #line) {
         guard prepareToWait("destroy_workqueue(\(name))", file: file, line: line) else { return }
         let taken: (ready: [WorkEntry], delayed: [WorkEntry])? = lock.withLock {
-            guard !destroying else { return nil }
-            destroying = true
-            return pending.removeAll()
+            guard !state.pointee.destroying else { return nil }
+            state.pointee.destroying = true
+            return state.pointee.pending.removeAll()
         }
         guard let taken else {
             Lockdep.emit(WorkqueueReports.destroyedTwice(queue: self, site: "\(file):\(line)"))
@@ -199,8 +221,8 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
             Lockdep.emit(WorkqueueReports.destroyedWithPendingWork(queue: self, items: withdrawn, site: "\(file):\(line)"))
         }
         lock.withLock {
-            while !outstanding.isEmpty { retired.wait(lock) }
-            stopping = true
+            while !state.pointee.outstanding.isEmpty { retired.wait(lock) }
+            state.pointee.stopping = true
         }
         workAvailable.broadcast()
         timerChanged.broadcast()
@@ -220,15 +242,17 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         var wakeWorker = false
         var wakeTimer = false
         let outcome: (queued: Bool, refusal: Refusal?) = lock.withLock {
-            if destroying { return (false, .destroyed) }
-            if drainDepth > 0 && !workerThreadIDs.contains(caller) { return (false, .draining) }
+            if state.pointee.destroying { return (false, .destroyed) }
+            if state.pointee.drainDepth > 0 && !state.pointee.workerThreadIDs.contains(caller) {
+                return (false, .draining)
+            }
             guard var entry = makeEntry() else { return (false, nil) }
             if let delay, delay > 0 {
-                wakeTimer = pending.schedule(entry, deadline: monotonicNanoseconds() &+ delay)
+                wakeTimer = state.pointee.pending.schedule(entry, deadline: monotonicNanoseconds() &+ delay)
             } else {
                 makeReady(&entry)
-                pending.append(entry)
-                wakeWorker = true
+                state.pointee.pending.append(entry)
+                wakeWorker = state.pointee.claimWakeup()
             }
             return (true, nil)
         }
@@ -244,33 +268,25 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
 
     /// An instance that counted in `outstanding` under `epoch` has ended (run, or found stale).
     func retire(epoch: UInt64) {
-        let epochDone: Bool = lock.withLock {
-            guard let count = outstanding[epoch] else {
-                preconditionFailure("Workqueue \(name): retiring an instance of epoch \(epoch), which has none outstanding")
-            }
-            outstanding[epoch] = count == 1 ? nil : count - 1
-            return count == 1
-        }
-        if epochDone { retired.broadcast() }
+        if lock.withLock({ countRetired(epoch: epoch) }) { retired.broadcast() }
     }
 
     /// Removes the delayed entry of instance `sequence` of `item`, if it is still waiting for its timer.
     func removeDelayed(item: WorkItemCore, sequence: UInt64) {
-        _ = lock.withLock { pending.removeDelayed { $0.item === item && $0.sequence == sequence } }
+        _ = lock.withLock { state.pointee.pending.removeDelayed { $0.item === item && $0.sequence == sequence } }
     }
 
     /// Makes the delayed instance `sequence` of `item` ready now, if it is still waiting for its timer
     /// (`flush_delayed_work`).
     func expedite(item: WorkItemCore, sequence: UInt64) {
-        let moved: Bool = lock.withLock {
-            guard var entry = pending.removeDelayed(where: { $0.item === item && $0.sequence == sequence }) else {
-                return false
-            }
+        let wakeWorker: Bool = lock.withLock {
+            let delayed = state.pointee.pending.removeDelayed { $0.item === item && $0.sequence == sequence }
+            guard var entry = delayed else { return false }
             makeReady(&entry)
-            pending.append(entry)
-            return true
+            state.pointee.pending.append(entry)
+            return state.pointee.claimWakeup()
         }
-        if moved { workAvailable.signal() }
+        if wakeWorker { workAvailable.signal() }
     }
 
     /// Runs `item`'s function on the calling worker, holding the queue's and the item's pseudo-locks
@@ -278,14 +294,28 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     /// context.
     ///
     /// Context: a worker thread; no KernelSync lock held.
+    @inline(__always)
     func run(_ item: WorkItemCore, owner: WorkItem) {
+        if Lockdep.isValidating {
+            runValidated(item, owner: owner)
+        } else {
+            item.function(owner)
+        }
+    }
+
+    // MARK: Private
+
+    /// ``run(_:owner:)`` with the validator on: the pseudo-locks around the function and the check that
+    /// it returned with none of its own locks held and outside atomic context.
+    @inline(never)
+    private func runValidated(_ item: WorkItemCore, owner: WorkItem) {
         map.acquire()
         item.map.acquire()
         let thread = ThreadState.current
         let depth = thread.pointee.depth
         let atomicDepth = thread.pointee.atomicDepth
         item.function(owner)
-        if Lockdep.isValidating && (thread.pointee.depth != depth || thread.pointee.atomicDepth != atomicDepth) {
+        if thread.pointee.depth != depth || thread.pointee.atomicDepth != atomicDepth {
             Lockdep.emit(WorkqueueReports.leakedLock(
                 queue: self, item: item, state: thread, expectedDepth: depth, expectedAtomicDepth: atomicDepth))
         }
@@ -293,15 +323,13 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         map.release()
     }
 
-    // MARK: Private
-
     /// The common start of the blocking queue-wide calls: the might-sleep check, refusal from the
     /// queue's own workers, and the pseudo-lock acquire/release that records what the caller holds.
     /// Returns false when the call must return at once.
     private func prepareToWait(_ call: String, file: StaticString, line: UInt) -> Bool {
         Lockdep.mightSleep(call, file: file, line: line)
         let caller = KernelThread.currentID
-        if lock.withLock({ workerThreadIDs.contains(caller) }) {
+        if lock.withLock({ state.pointee.workerThreadIDs.contains(caller) }) {
             Lockdep.emit(WorkqueueReports.queueSelfFlush(queue: self, call: call, site: "\(file):\(line)"))
             return false
         }
@@ -312,28 +340,68 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
 
     /// Counts `entry` in the current epoch. Context: `lock` held.
     private func makeReady(_ entry: inout WorkEntry) {
-        entry.epoch = epoch
-        outstanding[epoch, default: 0] += 1
+        entry.epoch = state.pointee.epoch
+        state.pointee.outstanding.add(entry.epoch)
     }
 
+    /// Counts an instance of `epoch` as ended; returns whether that was the epoch's last, so flush,
+    /// drain and destroy must be woken. Context: `lock` held.
+    private func countRetired(epoch: UInt64) -> Bool {
+        guard let left = state.pointee.outstanding.remove(epoch) else {
+            preconditionFailure("Workqueue \(name): retiring an instance of epoch \(epoch), which has none outstanding")
+        }
+        return left == 0
+    }
+
+    /// What a worker does next.
+    private enum WorkerStep {
+        /// Process `entry`; first wake the waiters of `retired` and one more worker where told.
+        case process(WorkEntry, wakeWaiters: Bool, wakeWorker: Bool)
+        /// Wake the waiters of `retired`, then look for work again.
+        case wakeWaiters
+        case stop
+    }
+
+    /// A worker: takes ready entries one at a time and processes each. The retirement of its last run
+    /// is counted when it next takes the lock to look for work, so a busy worker takes the queue lock
+    /// once per item.
     private func workerLoop() {
         let me = KernelThread.currentID
-        _ = lock.withLock { workerThreadIDs.insert(me) }
+        _ = lock.withLock { state.pointee.workerThreadIDs.insert(me) }
+        var finished: UInt64?
         while true {
-            let entry: WorkEntry? = lock.withLock {
-                while pending.isReadyEmpty && !stopping { workAvailable.wait(lock) }
-                return stopping ? nil : pending.popReady()
+            let step: WorkerStep = lock.withLock {
+                let epochDone = finished.map { countRetired(epoch: $0) } ?? false
+                finished = nil
+                // Sleep only after the waiters of a finished epoch have been woken (outside the lock).
+                while !epochDone && state.pointee.pending.isReadyEmpty && !state.pointee.stopping {
+                    state.pointee.sleepingWorkers += 1
+                    workAvailable.wait(lock)
+                    state.pointee.sleepingWorkers -= 1
+                    state.pointee.wakeInFlight = false
+                }
+                if state.pointee.stopping { return .stop }
+                guard let entry = state.pointee.pending.popReady() else { return .wakeWaiters }
+                return .process(entry, wakeWaiters: epochDone, wakeWorker: state.pointee.claimWakeup())
             }
-            guard let entry else { return }
-            entry.item.process(entry, on: self, runner: me)
+            switch step {
+            case .process(let entry, let wakeWaiters, let wakeWorker):
+                if wakeWaiters { retired.broadcast() }
+                if wakeWorker { workAvailable.signal() }
+                finished = entry.item.process(entry, on: self, runner: me)
+            case .wakeWaiters:
+                retired.broadcast()
+            case .stop:
+                return
+            }
         }
     }
 
     private func timerLoop() {
         while true {
-            let moved: Int? = lock.withLock {
-                while !stopping {
-                    guard let deadline = pending.nextDeadline else {
+            let wakeWorker: Bool? = lock.withLock {
+                while !state.pointee.stopping {
+                    guard let deadline = state.pointee.pending.nextDeadline else {
                         timerChanged.wait(lock)
                         continue
                     }
@@ -342,12 +410,13 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
                         timerChanged.wait(lock, untilMonotonicNanoseconds: deadline)
                         continue
                     }
-                    return pending.expire(now: now) { makeReady(&$0) }
+                    _ = state.pointee.pending.expire(now: now) { makeReady(&$0) }
+                    return state.pointee.claimWakeup()
                 }
                 return nil
             }
-            guard let moved else { return }
-            for _ in 0..<min(moved, maxActive) { workAvailable.signal() }
+            guard let wakeWorker else { return }
+            if wakeWorker { workAvailable.signal() }
         }
     }
 }

@@ -98,4 +98,21 @@ import Testing
         #expect(meter.peak <= 2)
         queue.destroy()
     }
+
+    @Test func itemsQueuedTogetherRunOnEveryIdleWorkerAtOnce() {
+        let queue = Workqueue(name: "wq-wake-all", maxActive: 3)
+        usleep(10_000)  // let the workers go to sleep, so each must be woken
+        let arrived = Counter()
+        let met = Counter()
+        let items = (0..<3).map { _ in
+            WorkItem(name: "rendezvous") { _ in
+                arrived.increment()
+                if eventually(within: 10, { arrived.value == 3 }) { met.increment() }
+            }
+        }
+        for item in items { queue.queue(item) }
+        queue.flush()
+        #expect(met.value == 3, "the three items ran at once, one per worker")
+        queue.destroy()
+    }
 }
