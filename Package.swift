@@ -5,6 +5,7 @@ let package = Package(
     name: "KernelSync",
     products: [
         .library(name: "KernelSync", targets: ["KernelSync"]),
+        .library(name: "IOMMUModel", targets: ["IOMMUModel"]),
         .executable(name: "ksync-demo", targets: ["ksync-demo"]),
     ],
     targets: [
@@ -13,6 +14,10 @@ let package = Package(
             name: "KernelSync",
             dependencies: ["CKernelSync"]
         ),
+        .target(
+            name: "IOMMUModel",
+            dependencies: ["KernelSync"]
+        ),
         .executableTarget(
             name: "ksync-demo",
             dependencies: ["KernelSync"]
@@ -20,6 +25,10 @@ let package = Package(
         .testTarget(
             name: "KernelSyncTests",
             dependencies: ["KernelSync"]
+        ),
+        .testTarget(
+            name: "IOMMUModelTests",
+            dependencies: ["IOMMUModel", "KernelSync"]
         ),
     ],
     swiftLanguageModes: [.v6]
