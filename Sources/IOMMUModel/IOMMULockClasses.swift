@@ -17,6 +17,8 @@ public struct IOMMULockClasses: Sendable {
     public let sysfs: LockClass
     /// The model's trace log.
     public let trace: LockClass
+    /// The tag the classes were made with, if any; it also names the system's threads.
+    public let tag: String?
 
     /// The classes every system that does not ask for its own shares.
     public static let shared = IOMMULockClasses(tag: nil)
@@ -28,6 +30,7 @@ public struct IOMMULockClasses: Sendable {
     ///   operation.
     public init(tag: String?) {
         let suffix = tag.map { "#\($0)" } ?? ""
+        self.tag = tag
         probeLock = LockClass(name: "iommu_probe_device_lock\(suffix)")
         groupMutex = LockClass(name: "group->mutex\(suffix)")
         groupTable = LockClass(name: "iommu_group_table\(suffix)")

@@ -84,7 +84,8 @@ public final class IOMMUSystem: @unchecked Sendable {
         groupTableLock = KernelMutex(class: lockClasses.groupTable)
         sysfs = SysfsRegistry(enabled: configuration.bookkeeping, lockClass: lockClasses.sysfs)
         trace = TraceLog(enabled: configuration.bookkeeping, lockClass: lockClasses.trace)
-        brokenWorkQueue = Workqueue(name: "iommu-broken", maxActive: configuration.brokenWorkConcurrency)
+        brokenWorkQueue = Workqueue(
+            name: "iommu-broken\(lockClasses.tag.map { "#\($0)" } ?? "")", maxActive: configuration.brokenWorkConcurrency)
     }
 
     /// Destroys the broken-work queue and joins its threads. Call once, when every device is removed.
