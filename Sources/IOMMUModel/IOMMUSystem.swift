@@ -76,6 +76,10 @@ public final class IOMMUSystem: @unchecked Sendable {
     /// Faults to inject into the probe path.
     public let faults = ProbeFaultInjector()
 
+    /// Creates the subsystem's state and starts the broken-work queue's threads.
+    ///
+    /// Kernel analogue: `iommu_subsys_init()` with the static `iommu_probe_device_lock` and
+    /// `iommu_group_ida`.
     public init(_ configuration: Configuration) {
         variant = configuration.variant
         lockClasses = configuration.lockClasses
@@ -89,6 +93,8 @@ public final class IOMMUSystem: @unchecked Sendable {
     }
 
     /// Destroys the broken-work queue and joins its threads. Call once, when every device is removed.
+    ///
+    /// Kernel analogue: `destroy_workqueue()` of the queue the broken work runs on.
     ///
     /// Context: may sleep.
     public func shutdown() {
