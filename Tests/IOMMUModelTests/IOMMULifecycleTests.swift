@@ -161,16 +161,4 @@ import Testing
         #expect(assertions.count == 1)
         #expect(assertions.first?.text.contains("lockdep_assert_not_held") == true)
     }
-
-    @Test(arguments: RemoveVariant.allCases)
-    func theWorkloadFreesEverythingItAllocates(variant: RemoveVariant) {
-        let result = IOMMUWorkload.run(
-            variant: variant, threads: 2, groups: 3, cycles: 300, validator: true, readers: 1, lockStatistics: true)
-        #expect(result.counters.groupDevicesAllocated == 300)
-        #expect(result.counters.liveGroupDevices == 0)
-        #expect(result.counters.groupsAllocated == 3 && result.counters.groupsFreed == 3)
-        #expect(result.validatorReports == 0)
-        #expect((result.groupMutex?.acquisitions ?? 0) >= 600)
-        #expect(result.cyclesPerSecond > 0)
-    }
 }
