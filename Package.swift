@@ -5,6 +5,7 @@ let package = Package(
     name: "KernelSync",
     products: [
         .library(name: "KernelSync", targets: ["KernelSync"]),
+        .library(name: "IOMMUModel", targets: ["IOMMUModel"]),
         .executable(name: "ksync-demo", targets: ["ksync-demo"]),
         .executable(name: "ksync-stress", targets: ["ksync-stress"]),
     ],
@@ -16,6 +17,10 @@ let package = Package(
         .target(
             name: "KernelSync",
             dependencies: ["CKernelSync"]
+        ),
+        .target(
+            name: "IOMMUModel",
+            dependencies: ["KernelSync"]
         ),
         .executableTarget(
             name: "ksync-demo",
@@ -31,6 +36,10 @@ let package = Package(
         .testTarget(
             name: "KernelSyncTests",
             dependencies: ["KernelSync"]
+        ),
+        .testTarget(
+            name: "IOMMUModelTests",
+            dependencies: ["IOMMUModel", "KernelSync"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -73,11 +73,26 @@ public final class RCUList<Element: AnyObject>: @unchecked Sendable {
     /// Context: `lock` held (checked with the validator on). May sleep on a full reclamation backlog.
     @discardableResult
     public func delete(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        guard unlink(element, holding: lock, file: file, line: line) else { return false }
+        RCU.retire(element, file: file, line: line)
+        return true
+    }
+
+    /// Unlinks `element` (by identity) without retiring it: the caller owns it now, and must not free it
+    /// before a grace period has passed (``RCU/retire(_:file:line:)`` or ``RCU/synchronize(file:line:)``),
+    /// since readers that found it before the unlink may still use it. Returns false when it is not in
+    /// the list.
+    ///
+    /// Kernel analogue: `list_del_rcu()` alone, for a caller that frees the element later, after
+    /// dropping the update lock (`__iommu_group_remove_device`).
+    ///
+    /// Context: `lock` held (checked with the validator on).
+    @discardableResult
+    public func unlink(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         var elements = elements(holding: lock, file: file, line: line)
         guard let index = elements.firstIndex(where: { $0 === element }) else { return false }
         elements.remove(at: index)
         publish(elements, holding: lock, file: file, line: line)
-        RCU.retire(element, file: file, line: line)
         return true
     }
 

@@ -1,0 +1,64 @@
+import KernelSync
+
+extension IOMMUSystem {
+    /// Removes `device` from its group: unlinks its group_device, unbinds the device, frees the
+    /// group_device the way ``variant`` says, and puts the device's group reference. Does nothing for a
+    /// device in no group.
+    ///
+    /// Kernel analogue: `iommu_release_device()` / `iommu_group_remove_device()` →
+    /// `__iommu_group_remove_device()`, as changed by the seed: the free runs after `mutex_unlock`
+    /// (under the mutex in the freeUnderMutex variant).
+    ///
+    /// Context: may sleep (in deferredDisable, for a whole grace period). Takes `group->mutex`; not in
+    /// atomic context, not inside a read section.
+    public func removeDevice(_ device: Device) {
+        guard let group = device.iommuGroup else { return }
+        var toFree: GroupDevice?
+        group.mutex.lock()
+        var found: GroupDevice?
+        group.devices.forEachLocked(holding: group.mutex) { gdev in
+            if found == nil && gdev.device === device { found = gdev }
+        }
+        if let gdev = found {
+            group.devices.unlink(gdev, holding: group.mutex)
+            if gdev.blocked {
+                gdev.blocked = false
+                group.recoveryCount -= 1
+            }
+            assertEmptyGroupOwnership(group)
+            if device.hasIOMMU.load(ordering: .relaxed) {
+                deinitDevice(device, group)
+            } else {
+                device.groupPointer.assign(nil, holding: group.mutex)
+            }
+            toFree = gdev
+        }
+        if variant.freesUnderMutex, let gdev = toFree { freeGroupDevice(gdev, in: group) }
+        group.mutex.unlock()
+
+        guard let gdev = toFree else { return }
+        if !variant.freesUnderMutex { freeGroupDevice(gdev, in: group) }
+        counters.removals.increment()
+        // Pairs with the get in iommu_init_device() or iommu_group_add_device().
+        group.put()
+    }
+
+    /// Checks, on a group that has just lost a device, that an empty group is no longer owned and is
+    /// back in its default domain; raises ``IOMMUWarning/emptyGroupOwnership`` otherwise.
+    ///
+    /// Kernel analogue: `__iommu_group_empty_assert_owner_cnt()` (split out of
+    /// `__iommu_group_free_device()` by the seed): `lockdep_assert_held` and the `WARN_ON`.
+    ///
+    /// Context: `group->mutex` held (asserted).
+    public func assertEmptyGroupOwnership(_ group: IOMMUGroup, file: StaticString = #fileID, line: UInt = #line) {
+        group.mutex.assertHeld(file: file, line: line)
+        // If the group has become empty then ownership must have been released, and the current
+        // domain must be set back to nil or the default domain.
+        guard group.devices.isEmpty(holding: group.mutex) else { return }
+        if group.ownerCount != 0 || group.domain !== group.defaultDomain {
+            warn(.emptyGroupOwnership,
+                 "group \(group.id): owner_cnt \(group.ownerCount), domain \(group.domain.map(String.init(describing:)) ?? "none"), default domain \(group.defaultDomain.map(String.init(describing:)) ?? "none")",
+                 file: file, line: line)
+        }
+    }
+}

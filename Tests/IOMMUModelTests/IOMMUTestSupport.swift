@@ -1,0 +1,88 @@
+import Glibc
+import IOMMUModel
+import KernelSync
+import Synchronization
+import Testing
+
+/// A one-way flag one thread raises and others test or wait for.
+final class Flag: Sendable {
+    private let raised = Atomic<Bool>(false)
+
+    /// Ordering: releasing; pairs with the acquiring load in ``isRaised``.
+    func raise() { raised.store(true, ordering: .releasing) }
+    var isRaised: Bool { raised.load(ordering: .acquiring) }
+
+    /// Waits until raised (polling, with plain usleep: callable in atomic context and read sections);
+    /// false after 30 s, a failure rather than a timing.
+    @discardableResult
+    func wait() -> Bool {
+        for _ in 0..<150_000 {
+            if isRaised { return true }
+            usleep(200)
+        }
+        return false
+    }
+}
+
+/// A small seeded generator (SplitMix64), so that a failing run replays from the seed it prints.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A system with lock classes of its own, tagged `tag`, so that its findings can be told apart from
+/// those of the tests running beside it.
+func makeSystem(
+    _ variant: RemoveVariant, tag: String = "test", hooks: IOMMUTestHooks = IOMMUTestHooks(),
+    brokenWorkConcurrency: Int = 2
+) -> IOMMUSystem {
+    let unique = "\(tag)-\(variant)-\(systemCounter.add(1, ordering: .relaxed).newValue)"
+    return IOMMUSystem(.init(
+        variant: variant, lockClasses: IOMMULockClasses(tag: unique),
+        brokenWorkConcurrency: brokenWorkConcurrency, hooks: hooks))
+}
+
+private let systemCounter = Atomic<Int>(0)
+
+extension IOMMUSystem {
+    /// The validator's reports about this system: those involving its lock classes, and those made on
+    /// its own threads (the broken-work workers, whose names carry the tag).
+    var reports: [LockdepReport] {
+        let classes = lockClasses.all
+        let tag = lockClasses.tag.map { "#\($0)" }
+        return Lockdep.reports.filter { report in
+            classes.contains { report.involves($0) } || tag.map { report.thread.contains($0) } == true
+        }
+    }
+
+    /// The group_device of `device`, found as a reader would.
+    func groupDevice(of device: Device) -> GroupDevice? {
+        guard let group = device.iommuGroup else { return nil }
+        return RCU.withReadLock {
+            var found: GroupDevice?
+            group.devices.forEach { if $0.device === device { found = $0 } }
+            return found
+        }
+    }
+}
+
+/// Checks the invariants every path must leave behind once all devices are removed: every
+/// group_device and every group freed exactly once, sysfs and the trace log balanced, no model
+/// warning and no validator report.
+func expectEverythingReleased(_ system: IOMMUSystem, sourceLocation: SourceLocation = #_sourceLocation) {
+    RCU.barrier()
+    let counters = system.counters.snapshot
+    #expect(counters.groupDevicesAllocated == counters.groupDevicesFreed, "\(counters)", sourceLocation: sourceLocation)
+    #expect(counters.groupsAllocated == counters.groupsFreed, "\(counters)", sourceLocation: sourceLocation)
+    #expect(counters.warningCount == 0, "\(counters)", sourceLocation: sourceLocation)
+    #expect(system.sysfs.isEmpty, "left in sysfs: \(system.sysfs.entriesSnapshot)", sourceLocation: sourceLocation)
+    #expect(system.trace.isBalanced, "unbalanced trace: \(system.trace.unbalanced)", sourceLocation: sourceLocation)
+    #expect(system.reports.isEmpty, "\(system.reports)", sourceLocation: sourceLocation)
+}
