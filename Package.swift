@@ -30,6 +30,7 @@ let package = Package(
             name: "ksync-stress",
             dependencies: [
                 "KernelSync",
+                "IOMMUModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

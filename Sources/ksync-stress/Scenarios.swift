@@ -1,4 +1,6 @@
+import IOMMUModel
 import KernelSync
+import Synchronization
 
 /// What one scenario reports at the end.
 struct ScenarioOutcome: Codable, Sendable {
@@ -16,6 +18,7 @@ extension ScenarioName {
     /// Runs the scenario to completion. Context: may sleep for the whole duration.
     func run(_ options: StressOptions) -> ScenarioOutcome {
         switch self {
+        case .iommu: return runIOMMU(options)
         case .rcu: return runRCU(options)
         case .workqueue: return runWorkqueue(options)
         case .lockdep: return runLockdep(options)
@@ -27,11 +30,42 @@ extension ScenarioName {
     func progressLine() -> String {
         let reports = Lockdep.reports.count
         switch self {
+        case .iommu:
+            guard let counters = LiveSystem.current.withLock({ $0?.counters.snapshot }) else { return "starting" }
+            return "probes \(counters.probes) (+\(counters.probeFailures) failed), removals \(counters.removals), "
+                + "broken reports \(counters.reportsQueued), recoveries \(counters.recoveries), resets \(counters.resets), "
+                + "group_devices live \(counters.liveGroupDevices), grace periods \(RCU.completedGracePeriods), "
+                + "callbacks pending \(RCU.backlog), validator reports \(reports)"
         case .rcu, .all:
             return "grace periods \(RCU.completedGracePeriods), callbacks pending \(RCU.backlog), reports \(reports)"
         case .workqueue, .lockdep:
             return "reports \(reports), grace periods \(RCU.completedGracePeriods)"
         }
+    }
+
+    private func runIOMMU(_ options: StressOptions) -> ScenarioOutcome {
+        var configuration = options.iommu
+        configuration.seed = options.seed
+        let result = IOMMUTorture.run(configuration) { system in LiveSystem.current.withLock { $0 = system } }
+        LiveSystem.current.withLock { $0 = nil }
+        let counters = result.counters
+        var failures = result.violations
+        for report in result.reports {
+            failures.append("validator: \(report.kind) [\(report.classes.joined(separator: ", "))]")
+        }
+        if counters.removals == 0 { failures.append("no device was ever removed") }
+        return ScenarioOutcome(
+            name: "\(rawValue) (\(configuration.variant))", passed: result.passed,
+            counts: [
+                "probes": counters.probes, "probe failures": counters.probeFailures, "removals": counters.removals,
+                "broken reports queued": counters.reportsQueued, "broken reports refused": counters.reportsRefused,
+                "recoveries": counters.recoveries, "resets": counters.resets, "reader passes": result.readerPasses,
+                "group_devices allocated": counters.groupDevicesAllocated, "group_devices freed": counters.groupDevicesFreed,
+                "groups allocated": counters.groupsAllocated, "groups freed": counters.groupsFreed,
+                "leaked group_devices": counters.liveGroupDevices, "leaked groups": counters.liveGroups,
+                "model warnings": counters.warningCount,
+            ],
+            failures: failures, detail: result.description)
     }
 
     private func runRCU(_ options: StressOptions) -> ScenarioOutcome {
@@ -109,4 +143,9 @@ enum InjectedDeadlock {
         forward.join()
         backward.join()
     }
+}
+
+/// The iommu scenario's system while it runs, for progress lines.
+enum LiveSystem {
+    static let current = Mutex<IOMMUSystem?>(nil)
 }

@@ -11,29 +11,56 @@ struct StressRun {
         Lockdep.lockStatisticsEnabled = true
         let started = DispatchTime.now()
         say("ksync-stress: scenarios \(scenarios.map(\.rawValue).joined(separator: ", ")), threads \(options.threads), "
-              + "duration \(options.duration) s each, seed \(options.seed)")
+            + "duration \(options.duration) s each, seed \(options.seed)")
         say("ksync-stress: replay with --seed \(options.seed)")
 
-        let watchdog = Watchdog(limitSeconds: Double(scenarios.count) * options.duration + options.hangTimeout)
-        var outcomes: [ScenarioOutcome] = []
+        let outcomes = Mutex<[ScenarioOutcome]>([])
+        let current = Mutex<ScenarioName?>(nil)
+        let watchdog = Watchdog(
+            limitSeconds: Double(scenarios.count) * options.duration + options.hangTimeout,
+            stopAtFirstReport: !options.keepGoing,
+            reportsExpected: { current.withLock { $0 } == .lockdep && options.injectInversion }
+        ) { reason in
+            // The run cannot finish (threads may be deadlocked): summarise what is known and leave.
+            let failing = current.withLock { $0 }
+            var known = outcomes.withLock { $0 }
+            if let failing {
+                known.append(ScenarioOutcome(
+                    name: failing.rawValue, passed: false, counts: [:], failures: [reason], detail: ""))
+            }
+            finish(known, started: started).print()
+        }
         for scenario in scenarios {
+            current.withLock { $0 = scenario }
             say("ksync-stress: === \(scenario.rawValue) ===")
             let progress = options.quiet ? nil : ProgressReporter(scenario: scenario, started: started)
             let outcome = scenario.run(options)
             progress?.stop()
             if !options.quiet { say(outcome.detail, terminator: "") }
-            say("ksync-stress: \(scenario.rawValue): \(outcome.passed ? "PASS" : "FAIL")"
-                  + (outcome.failures.isEmpty ? "" : " — " + outcome.failures.joined(separator: "; ")))
-            outcomes.append(outcome)
+            say("ksync-stress: \(outcome.name): \(outcome.passed ? "PASS" : "FAIL")"
+                + (outcome.failures.isEmpty ? "" : " — " + outcome.failures.joined(separator: "; ")))
+            outcomes.withLock { $0.append(outcome) }
         }
         watchdog.stop()
+        let summary = finish(outcomes.withLock { $0 }, started: started)
+        summary.print()
+        return summary
+    }
 
+    /// The summary of `outcomes`, written as JSON when asked for.
+    private func finish(_ outcomes: [ScenarioOutcome], started: DispatchTime) -> StressSummary {
         let summary = StressSummary(
             seed: options.seed, threads: options.threads, durationSeconds: options.duration,
             elapsedSeconds: Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9,
             scenarios: outcomes, reports: Lockdep.reports.map(ReportSummary.init),
             maximumRCUBacklog: RCU.peakBacklog, lockStatistics: LockStatisticsSummary.collect())
-        summary.print()
+        if let path = options.json {
+            do {
+                try SummaryWriter.write(summary, to: path)
+            } catch {
+                say("ksync-stress: could not write the JSON summary to \(path): \(error)")
+            }
+        }
         return summary
     }
 }
@@ -67,27 +94,44 @@ final class ProgressReporter: Sendable {
     }
 }
 
-/// The hung-task detector: if the run has not finished `limitSeconds` after it started, prints every
-/// thread's held locks (the kernel's hung-task report and `debug_show_all_locks()`) and exits with
-/// status 2, instead of hanging.
+/// The hung-task detector and the stop at the first report.
+///
+/// If the run has not finished `limitSeconds` after it started, it prints every thread's held locks (the
+/// kernel's hung-task report and `debug_show_all_locks()`) and exits with status 2 instead of hanging.
+/// With `stopAtFirstReport`, the first validator report that the running scenario did not ask for ends
+/// the run with status 1 (like `panic_on_warn`): a lock-order report often precedes the very deadlock it
+/// predicts, and waiting for it would only add a hang to the finding.
 final class Watchdog: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let thread = Mutex<KernelThread?>(nil)
 
-    init(limitSeconds: Double) {
+    init(
+        limitSeconds: Double, stopAtFirstReport: Bool, reportsExpected: @escaping @Sendable () -> Bool,
+        summarise: @escaping @Sendable (String) -> Void
+    ) {
         let watcher = KernelThread(name: "stress-watchdog") { [self] in
             let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(limitSeconds * 1e9)
+            var accounted = 0
             while !self.stopped.load(ordering: .acquiring) {
+                let reports = Lockdep.reports
+                if reportsExpected() { accounted = reports.count }
+                if stopAtFirstReport, reports.count > accounted {
+                    let first = reports[accounted]
+                    let reason = "stopped at the first validator report: \(first.kind) "
+                        + "[\(first.classes.joined(separator: ", "))] at \(first.site) by \(first.thread)"
+                    say("ksync-stress: \(reason) (--keep-going runs on)")
+                    summarise(reason)
+                    _exit(1)
+                }
                 if DispatchTime.now().uptimeNanoseconds >= deadline {
                     var report = "\nINFO: ksync-stress blocked for more than \(Int(limitSeconds)) seconds.\n"
                     report += "      a thread made no progress past the expected end of the run: a hang.\n"
                     report += Lockdep.describeAllHeldLocks()
-                    report += "ksync-stress: verdict FAIL (hang detected by the watchdog)\n"
                     FileHandle.standardError.write(report.data(using: .utf8)!)
-                    fflush(nil)
+                    summarise("hang detected by the watchdog after \(Int(limitSeconds)) s")
                     _exit(2)
                 }
-                usleep(100_000)
+                usleep(50_000)
             }
         }
         thread.withLock { $0 = watcher }
@@ -106,8 +150,9 @@ final class AtomicCounter: Sendable {
     var value: Int { storage.load(ordering: .sequentiallyConsistent) }
 }
 
-/// Prints a line and flushes it at once, so that progress reaches a pipe (CI, `tee`) as it happens.
+/// Writes a line to standard output at once, with one write(2) and no stdio buffer or lock, so that
+/// progress reaches a pipe (CI, `tee`) as it happens and the watchdog can still print while other
+/// threads are stuck.
 func say(_ line: String, terminator: String = "\n") {
-    Swift.print(line, terminator: terminator)
-    fflush(nil)
+    FileHandle.standardOutput.write((line + terminator).data(using: .utf8)!)
 }

@@ -24,19 +24,6 @@ final class Flag: Sendable {
     }
 }
 
-/// A small seeded generator (SplitMix64), so that a failing run replays from the seed it prints.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A system with lock classes of its own, tagged `tag`, so that its findings can be told apart from
 /// those of the tests running beside it.
 func makeSystem(
@@ -52,16 +39,6 @@ func makeSystem(
 private let systemCounter = Atomic<Int>(0)
 
 extension IOMMUSystem {
-    /// The validator's reports about this system: those involving its lock classes, and those made on
-    /// its own threads (the broken-work workers, whose names carry the tag).
-    var reports: [LockdepReport] {
-        let classes = lockClasses.all
-        let tag = lockClasses.tag.map { "#\($0)" }
-        return Lockdep.reports.filter { report in
-            classes.contains { report.involves($0) } || tag.map { report.thread.contains($0) } == true
-        }
-    }
-
     /// The group_device of `device`, found as a reader would.
     func groupDevice(of device: Device) -> GroupDevice? {
         guard let group = device.iommuGroup else { return nil }
