@@ -302,7 +302,11 @@ public enum Lockdep {
                         thread: state.pointee.threadDescription))
                 }
             }
-            if !ChainCache.shared.insert(key) { validator.chainCacheFull = true }
+            if !ChainCache.shared.insert(key) && !validator.chainCacheFull {
+                validator.chainCacheFull = true
+                writeToStandardError("lockdep: the chain cache is full (\(ChainCache.slotCount) slots); new lock "
+                    + "sequences are now validated on every acquisition (the kernel's MAX_LOCKDEP_CHAINS too low)\n")
+            }
             return nil
         }
         if let finding { emit(finding) }
