@@ -12,15 +12,19 @@ struct Report: Codable, Sendable {
 
 /// Text, CSV and JSON renderings of a ``Report``. Pure: no clocks, no files.
 enum ReportFormat {
-    /// Columns padded to their widest cell; the first column left-aligned, the others right-aligned.
+    /// Columns padded to their widest cell: numbers (every cell starts with a digit) right-aligned,
+    /// text left-aligned.
     static func table(header: [String], rows: [[String]]) -> String {
         let widths = header.indices.map { column in
             ([header] + rows).map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0
         }
+        let numeric = header.indices.map { column in
+            !rows.isEmpty && rows.allSatisfy { $0.indices.contains(column) && ($0[column].first?.isNumber ?? false) }
+        }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { column, cell in
                 let pad = String(repeating: " ", count: widths[column] - cell.count)
-                return column == 0 ? cell + pad : pad + cell
+                return numeric[column] ? pad + cell : cell + pad
             }.joined(separator: "  ")
         }
         let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
