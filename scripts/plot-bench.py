@@ -59,8 +59,13 @@ def main(source, target):
     panels = len(group_counts) + (1 if holds else 0)
     if panels == 0:
         sys.exit(f"{source}: no throughput rows to draw")
-    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 5.5), squeeze=False)
-    axes = axes[0]
+    columns = min(2, panels)
+    rows_of_panels = (panels + columns - 1) // columns
+    figure, grid = plt.subplots(rows_of_panels, columns, figsize=(7 * columns, 5.5 * rows_of_panels), squeeze=False)
+    axes = list(grid.flat)
+    for spare in axes[panels:]:
+        spare.remove()
+    axes = axes[:panels]
     for axis, groups in zip(axes, group_counts):
         for (label, colour, style), points in sorted(series(rows, groups).items()):
             points.sort()
