@@ -4,7 +4,9 @@
 //
 // An iteration is 1,000 cycles (scalingFactor .kilo). The wall-clock p90 of each benchmark is checked
 // against Benchmarks/Thresholds/RemovePathBenchmarks.<name>.p90.json by scripts/bench-guard.sh; a run
-// more than `allowedRegression` percent slower fails. The validator is off.
+// more than `allowedRegression` percent slower fails. The validator is off. Names have no spaces or
+// slashes: package-benchmark 1.38.1 writes threshold files with those replaced by "_" but looks them
+// up by the raw name.
 import Benchmark
 import IOMMUModel
 import KernelSync
@@ -22,7 +24,7 @@ let benchmarks: @Sendable () -> Void = {
         // One system per benchmark, built in setup and shut down in teardown; the closure below only
         // runs cycles.
         let holder = SystemHolder()
-        Benchmark("probe+remove, 1 thread, 4 groups: \(variant.rawValue)", configuration: configuration, closure: { benchmark in
+        Benchmark("probe+remove_1_thread_4_groups:\(variant.rawValue)", configuration: configuration, closure: { benchmark in
             let (system, groups, device) = holder.parts!
             for cycle in benchmark.scaledIterations {
                 try system.addDevice(device, to: groups[cycle % groups.count])
@@ -35,7 +37,7 @@ let benchmarks: @Sendable () -> Void = {
             holder.stop()
         })
 
-        Benchmark("probe+remove, 2 threads, 4 groups: \(variant.rawValue)", configuration: configuration) { benchmark in
+        Benchmark("probe+remove_2_threads_4_groups:\(variant.rawValue)", configuration: configuration) { benchmark in
             let result = IOMMUWorkload.run(
                 variant: variant, threads: 2, groups: 4, cycles: benchmark.scaledIterations.count)
             blackHole(result.cyclesPerSecond)
