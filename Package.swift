@@ -8,9 +8,11 @@ let package = Package(
         .library(name: "IOMMUModel", targets: ["IOMMUModel"]),
         .executable(name: "ksync-demo", targets: ["ksync-demo"]),
         .executable(name: "ksync-stress", targets: ["ksync-stress"]),
+        .executable(name: "ksync-bench", targets: ["ksync-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .target(name: "CKernelSync"),
@@ -34,6 +36,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "ksync-bench",
+            dependencies: [
+                "IOMMUModel",
+                "KernelSync",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .testTarget(
             name: "KernelSyncTests",
             dependencies: ["KernelSync"]
@@ -41,6 +52,10 @@ let package = Package(
         .testTarget(
             name: "IOMMUModelTests",
             dependencies: ["IOMMUModel", "KernelSync"]
+        ),
+        .testTarget(
+            name: "KsyncBenchTests",
+            dependencies: ["ksync-bench"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -31,6 +31,7 @@ let package = Package(
         suite("MutexBenchmarks"),
         suite("WorkqueueBenchmarks"),
         suite("RCUBenchmarks", peers: ["URCUPeer"]),
+        suite("RemovePathBenchmarks", peers: [.product(name: "IOMMUModel", package: rootIdentity)]),
         // liburcu (urcu-memb) in C: the peer the RCU suite runs side by side with KernelSync's RCU.
         .target(
             name: "URCUPeer",

@@ -16,16 +16,19 @@ public enum IOMMUWorkload {
     /// Runs `cycles` cycles in all, split over `threads` threads, over `groups` groups, with the
     /// validator on or off for the run, and `readers` reader threads traversing the device lists under
     /// RCU until the cycles are done. With `lockStatistics`, the group mutex's hold and wait times are
-    /// collected (``WorkloadResult/groupMutex``).
+    /// collected (``WorkloadResult/groupMutex``). With `holdTimeSamples` above zero (which implies
+    /// `lockStatistics`), up to that many individual hold times of the group mutex are kept, spread
+    /// evenly over the run's acquisitions (``WorkloadResult/groupMutexHoldTimes``).
     ///
     /// Context: sets ``KernelSync/Lockdep/mode`` and ``KernelSync/Lockdep/lockStatisticsEnabled`` for the
     /// run and restores them after: do not run it beside other users of the validator. May sleep.
     public static func run(
         variant: RemoveVariant, threads: Int, groups: Int, cycles: Int, validator: Bool = false,
-        readers: Int = 0, lockStatistics: Bool = false
+        readers: Int = 0, lockStatistics: Bool = false, holdTimeSamples: Int = 0
     ) -> WorkloadResult {
-        precondition(threads >= 1 && groups >= 1 && cycles >= 0 && readers >= 0,
-                     "IOMMUWorkload.run: threads \(threads) and groups \(groups) must be at least 1, cycles \(cycles) and readers \(readers) not negative")
+        precondition(threads >= 1 && groups >= 1 && cycles >= 0 && readers >= 0 && holdTimeSamples >= 0,
+                     "IOMMUWorkload.run: threads \(threads) and groups \(groups) must be at least 1, cycles \(cycles), readers \(readers) and holdTimeSamples \(holdTimeSamples) not negative")
+        let lockStatistics = lockStatistics || holdTimeSamples > 0
         let savedMode = Lockdep.mode
         let savedStatistics = Lockdep.lockStatisticsEnabled
         Lockdep.mode = validator ? .report : .off
@@ -38,6 +41,11 @@ public enum IOMMUWorkload {
         let runNumber = runCounter.add(1, ordering: .relaxed).newValue
         let classes = IOMMULockClasses(tag: "workload\(runNumber)")
         let system = IOMMUSystem(.init(variant: variant, lockClasses: classes, bookkeeping: false))
+        // Two acquisitions per cycle: the probe's and the removal's.
+        let holdSamples = holdTimeSamples > 0
+            ? classes.groupMutex.statistics.sampleHoldTimes(
+                capacity: holdTimeSamples, stride: max(1, 2 * cycles / holdTimeSamples))
+            : nil
         let groupList = (0..<groups).map { _ in system.allocGroup() }
         let reportsBefore = Lockdep.reports.count
         let stop = Atomic<Bool>(false)
@@ -88,7 +96,7 @@ public enum IOMMUWorkload {
             variant: variant, threads: threads, groups: groups, cycles: cycles, readers: readers,
             validator: validator, elapsed: elapsed, readerPasses: readerPasses.load(ordering: .relaxed),
             readerDevicesSeen: readerVisits.load(ordering: .relaxed),
-            groupMutex: statistics, counters: system.counters.snapshot, validatorReports: reports)
+            groupMutex: statistics, groupMutexHoldTimes: holdSamples?.values ?? [], counters: system.counters.snapshot, validatorReports: reports)
     }
 
     /// Numbers the runs, so that each gets its own lock classes (and so its own statistics).

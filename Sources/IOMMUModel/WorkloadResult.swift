@@ -1,6 +1,6 @@
 import KernelSync
 
-/// What one ``IOMMUWorkload/run(variant:threads:groups:cycles:validator:readers:lockStatistics:)`` did
+/// What one ``IOMMUWorkload/run(variant:threads:groups:cycles:validator:readers:lockStatistics:holdTimeSamples:)`` did
 /// and how long it took.
 public struct WorkloadResult: Sendable, CustomStringConvertible {
     public let variant: RemoveVariant
@@ -20,6 +20,9 @@ public struct WorkloadResult: Sendable, CustomStringConvertible {
     /// The group mutex's lock statistics for the run (acquisitions, contentions, wait and hold time),
     /// when asked for.
     public let groupMutex: LockStatistics.Snapshot?
+    /// Individual hold times of the group mutex in nanoseconds, probe and removal alike, when samples
+    /// were asked for; empty otherwise.
+    public let groupMutexHoldTimes: [UInt64]
     /// The model's counters after the run; every group_device and group is freed.
     public let counters: IOMMUCounters.Snapshot
     /// Validator reports involving the run's lock classes (zero for every variant but freeUnderMutex

@@ -34,4 +34,17 @@ import Testing
             exit(0)
         }
     }
+
+    /// In a process of its own, for the same reason: hold-time samples turn lock statistics on.
+    @Test func holdTimeSamplesSpreadOverTheRunsAcquisitionsUpToTheCapacity() async {
+        await #expect(processExitsWith: .success) {
+            let result = IOMMUWorkload.run(variant: .freeUnderMutex, threads: 2, groups: 2, cycles: 1_000, holdTimeSamples: 100)
+            // 2,000 acquisitions, one sample in every 20.
+            precondition(result.groupMutexHoldTimes.count == 100, "expected 100 samples, got \(result.groupMutexHoldTimes.count)")
+            precondition(result.groupMutexHoldTimes.allSatisfy { $0 > 0 }, "a hold of zero nanoseconds: \(result.groupMutexHoldTimes)")
+            precondition(result.groupMutex != nil, "hold-time samples should bring the totals with them")
+            precondition(!Lockdep.lockStatisticsEnabled, "statistics left on after the run")
+            exit(0)
+        }
+    }
 }

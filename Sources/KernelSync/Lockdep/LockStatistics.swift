@@ -16,6 +16,8 @@ public final class LockStatistics: Sendable {
     private let waitMaximum = Atomic<UInt64>(0)
     private let holdTotal = Atomic<UInt64>(0)
     private let holdMaximum = Atomic<UInt64>(0)
+    /// Individual hold times, once ``sampleHoldTimes(capacity:stride:)`` armed it.
+    private let holdSamples = AtomicLazyReference<HoldTimeSamples>()
 
     /// A copy of the counters at one moment.
     public struct Snapshot: Sendable, Equatable {
@@ -49,5 +51,15 @@ public final class LockStatistics: Sendable {
     func recordHold(nanoseconds: UInt64) {
         holdTotal.add(nanoseconds, ordering: .relaxed)
         holdMaximum.max(nanoseconds, ordering: .relaxed)
+        holdSamples.load()?.record(nanoseconds: nanoseconds)
+    }
+
+    /// Keeps individual hold times of this class from now on: one in every `stride` releases, up to
+    /// `capacity`, while statistics are on. Arms once; a later call returns the first buffer, whatever
+    /// its arguments.
+    ///
+    /// Context: any; arm it before the holds to be sampled.
+    public func sampleHoldTimes(capacity: Int, stride: Int) -> HoldTimeSamples {
+        holdSamples.storeIfNil(HoldTimeSamples(capacity: capacity, stride: stride))
     }
 }

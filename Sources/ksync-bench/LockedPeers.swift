@@ -1,0 +1,146 @@
+import Foundation
+import KernelSync
+import Synchronization
+
+/// The plain-Swift peers of DESIGN.md's benchmark workload: a group is an array of group_devices under
+/// one lock, a removal drops the last reference (ARC frees it), and readers take the lock, because
+/// without RCU nothing else keeps a device they look at alive.
+enum LockedPeerWorkload {
+    /// A device, as in the model: a name, and the group it is bound to.
+    final class PeerDevice: @unchecked Sendable {
+        let name: String
+        /// Guarded by: the bound group's lock.
+        var group: AnyObject?
+        init(name: String) { self.name = name }
+    }
+
+    /// A domain; the empty-group check compares identities.
+    final class PeerDomain: Sendable {}
+
+    /// A group_device: a fresh name per probe, its device, its domain.
+    final class PeerGroupDevice: @unchecked Sendable {
+        let device: PeerDevice
+        let name: String
+        /// Guarded by: the group's lock.
+        var attachedDomain: PeerDomain?
+        init(device: PeerDevice, name: String) {
+            self.device = device
+            self.name = name
+        }
+    }
+
+    /// A group's state: everything its lock guards.
+    struct GroupState {
+        var devices: [PeerGroupDevice] = []
+        var ownerCount = 0
+        let defaultDomain = PeerDomain()
+        var domain: PeerDomain?
+        init() { domain = defaultDomain }
+    }
+
+    /// Runs `cycles` probe+remove cycles over `threads` threads and `groups` groups of `Group`, with
+    /// `readers` threads walking the lists under the lock until the cycles are done. Timed like
+    /// ``IOMMUModel/IOMMUWorkload``: from before the writers start to after they are joined.
+    static func run<Group: LockedGroup>(_: Group.Type, threads: Int, groups: Int, cycles: Int, readers: Int) -> Sample {
+        let groupList = (0..<groups).map { _ in Group() }
+        let stop = Atomic<Bool>(false)
+        let readerPasses = Atomic<Int>(0)
+        let readerThreads = (0..<readers).map { index in
+            KernelThread(name: "peer-reader/\(index)") {
+                var passes = 0
+                var visited = 0
+                while !stop.load(ordering: .relaxed) {
+                    visited &+= groupList[passes % groupList.count].walk()
+                    passes += 1
+                }
+                readerPasses.add(passes, ordering: .relaxed)
+                blackHole(visited)
+            }
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        KernelThread.runAll(count: threads, name: "peer-cycle") { thread in
+            let share = cycles / threads + (thread < cycles % threads ? 1 : 0)
+            let device = PeerDevice(name: "bench\(thread)")
+            for cycle in 0..<share {
+                let group = groupList[(thread + cycle) % groupList.count]
+                group.add(PeerGroupDevice(device: device, name: "\(device.name)"), for: device)
+                let removed = group.remove(device)
+                precondition(removed, "\(Group.self): bench\(thread) was not on its group's list")
+            }
+        }
+        let elapsed = clock.now - start
+        stop.store(true, ordering: .relaxed)
+        for reader in readerThreads { reader.join() }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Sample(cycles: cycles, seconds: seconds, readerPasses: readerPasses.load(ordering: .relaxed))
+    }
+}
+
+/// A group of a plain-Swift peer: its state behind one lock.
+protocol LockedGroup: AnyObject, Sendable {
+    init()
+    /// Runs `body` on the state with the lock held.
+    func withState<Result: Sendable>(_ body: (inout LockedPeerWorkload.GroupState) -> Result) -> Result
+}
+
+extension LockedGroup {
+    /// The probe step: the group_device goes on the list, the device binds to the group.
+    func add(_ gdev: LockedPeerWorkload.PeerGroupDevice, for device: LockedPeerWorkload.PeerDevice) {
+        withState { state in
+            device.group = self
+            state.devices.append(gdev)
+            gdev.attachedDomain = state.domain
+        }
+    }
+
+    /// The remove step: unlink, the empty-group check, unbind; the group_device's last reference goes
+    /// when this returns (the free). Returns whether the device was listed.
+    func remove(_ device: LockedPeerWorkload.PeerDevice) -> Bool {
+        let removed: LockedPeerWorkload.PeerGroupDevice? = withState { state in
+            guard let index = state.devices.firstIndex(where: { $0.device === device }) else { return nil }
+            let gdev = state.devices.remove(at: index)
+            if state.devices.isEmpty && (state.ownerCount != 0 || state.domain !== state.defaultDomain) {
+                preconditionFailure("empty group still owned or not in its default domain")
+            }
+            device.group = nil
+            return gdev
+        }
+        return removed != nil
+    }
+
+    /// The reader: walks the list under the lock and reads each name. Returns the devices seen.
+    func walk() -> Int {
+        withState { state in
+            var seen = 0
+            for gdev in state.devices where !gdev.name.isEmpty { seen += 1 }
+            return seen
+        }
+    }
+}
+
+/// Foundation's `NSLock` and a stored state.
+final class NSLockGroup: LockedGroup, @unchecked Sendable {
+    private let lock = NSLock()
+    /// Guarded by: lock.
+    private var state = LockedPeerWorkload.GroupState()
+
+    func withState<Result: Sendable>(_ body: (inout LockedPeerWorkload.GroupState) -> Result) -> Result {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&state)
+    }
+}
+
+/// The standard library's `Synchronization.Mutex` around the state.
+final class MutexGroup: LockedGroup {
+    private let state = Mutex(LockedPeerWorkload.GroupState())
+
+    func withState<Result: Sendable>(_ body: (inout LockedPeerWorkload.GroupState) -> Result) -> Result {
+        state.withLock { body(&$0) }
+    }
+}
+
+/// Keeps a value alive as far as the optimiser is concerned.
+@inline(never)
+func blackHole<T>(_ value: T) {}

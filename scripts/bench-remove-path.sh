@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The remove-path benchmark of issue 7: builds the C + liburcu peer and ksync-bench (release), runs the
+# matrix, and draws throughput against threads.
+#
+#   scripts/bench-remove-path.sh                                  # the whole matrix (several minutes)
+#   scripts/bench-remove-path.sh --threads 1,2 --groups 4 --repetitions 3 --seconds 0.2
+#
+# Arguments go to ksync-bench (see `ksync-bench --help`). Results: .build-bench-results/results.json,
+# results.csv, ratios.csv and remove-path.png. Debian's liburcu-dev is installed when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -e /usr/include/urcu/urcu-memb.h ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get install -y liburcu-dev >/dev/null 2>&1 \
+        || { $sudo apt-get update >/dev/null && $sudo apt-get install -y liburcu-dev >/dev/null; }
+fi
+out=.build-bench-results
+mkdir -p "$out"
+gcc -O2 -Wall -Wextra -std=gnu11 -pthread scripts/peers/remove_peer.c -o "$out/remove-peer" -lurcu-memb -lurcu-common
+
+swift build -c release --product ksync-bench
+"$(swift build -c release --show-bin-path)/ksync-bench" --c-peer "$out/remove-peer" --output-dir "$out" "$@"
+
+python3 scripts/plot-bench.py "$out/results.json" "$out/remove-path.png"
