@@ -427,3 +427,7 @@ private func nanoseconds(_ delay: Duration) -> UInt64 {
     guard seconds >= 0, attoseconds >= 0 else { return 0 }
     return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)
 }
+
+extension Workqueue: WorkPlacement {
+    func isSame(as other: Workqueue) -> Bool { self === other }
+}
