@@ -171,7 +171,14 @@ final class WorkItemCore: @unchecked Sendable {
     /// `flush_work`: waits until the instance pending or running at the call has finished (a delayed
     /// one is made ready first, like `flush_delayed_work`). Returns whether it waited.
     ///
-    /// Context: may block. From the item's own function it reports and returns false.
+    /// When that instance's queue runs one item at a time (`maxActive` 1), the caller also acquires and
+    /// releases the queue's pseudo-lock, as the kernel's `start_flush_work` does: the instance waits
+    /// behind whatever the queue runs now, so waiting for it while holding a lock that any of the
+    /// queue's functions takes is a cycle.
+    ///
+    /// Context: may block. From the item's own function it reports and returns false. From the worker
+    /// of such a queue, for an instance of that queue, it would wait behind itself: the validator reports
+    /// recursive locking of the queue's pseudo-lock, and it returns false without waiting.
     func flush(file: StaticString, line: UInt) -> Bool {
         let call = "flush_work(\(name))"
         Lockdep.mightSleep(call, file: file, line: line)
@@ -183,12 +190,19 @@ final class WorkItemCore: @unchecked Sendable {
         }
         map.acquire(file: file, line: line)
         map.release(file: file, line: line)
-        let target: (sequence: UInt64, pendingOn: Workqueue?)? = lock.withLock {
-            guard let sequence = state.pointee.flushTarget else { return nil }
-            return (sequence, state.pointee.pending.map(\.placement))
+        let target: (sequence: UInt64, queue: Workqueue, isPending: Bool)? = lock.withLock {
+            guard let sequence = state.pointee.flushTarget,
+                  let instance = state.pointee.pending ?? state.pointee.running?.instance
+            else { return nil }
+            return (sequence, instance.placement, state.pointee.isPending)
         }
         guard let target else { return false }
-        target.pendingOn?.expedite(item: self, sequence: target.sequence)
+        if target.queue.maxActive == 1 {
+            target.queue.map.acquire(file: file, line: line)
+            target.queue.map.release(file: file, line: line)
+            if target.queue.isWorker(caller) { return false }
+        }
+        if target.isPending { target.queue.expedite(item: self, sequence: target.sequence) }
         lock.withLock {
             while !state.pointee.hasFinished(through: target.sequence) { changed.wait(lock) }
         }

@@ -261,6 +261,11 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         return outcome
     }
 
+    /// Whether `thread` (a kernel thread id) is one of the queue's workers.
+    func isWorker(_ thread: Int32) -> Bool {
+        lock.withLock { state.pointee.workerThreadIDs.contains(thread) }
+    }
+
     /// Reports a refused queueing.
     func reportRefusal(_ refusal: Refusal, item: WorkItemCore, site: String) {
         Lockdep.emit(WorkqueueReports.refusedQueueing(queue: self, refusal: refusal, item: item, site: site))
@@ -328,8 +333,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     /// Returns false when the call must return at once.
     private func prepareToWait(_ call: String, file: StaticString, line: UInt) -> Bool {
         Lockdep.mightSleep(call, file: file, line: line)
-        let caller = KernelThread.currentID
-        if lock.withLock({ state.pointee.workerThreadIDs.contains(caller) }) {
+        if isWorker(KernelThread.currentID) {
             Lockdep.emit(WorkqueueReports.queueSelfFlush(queue: self, call: call, site: "\(file):\(line)"))
             return false
         }
