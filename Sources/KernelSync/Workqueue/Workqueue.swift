@@ -133,8 +133,8 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         item.core.queue(on: self, delayNanoseconds: nil, file: file, line: line)
     }
 
-    /// Queues `item` to become ready after `delay` (zero or negative: at once). Returns false as
-    /// ``queue(_:file:line:)`` does.
+    /// Queues `item` to become ready after `delay` (zero or negative: at once; beyond the clock's range,
+    /// about 584 years: only when flushed). Returns false as ``queue(_:file:line:)`` does.
     ///
     /// Kernel analogue: `queue_delayed_work()`.
     ///
@@ -248,7 +248,9 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
             }
             guard var entry = makeEntry() else { return (false, nil) }
             if let delay, delay > 0 {
-                wakeTimer = state.pointee.pending.schedule(entry, deadline: monotonicNanoseconds() &+ delay)
+                // Saturates: a deadline past the clock's range waits for ever instead of wrapping into the past.
+                let (deadline, overflow) = monotonicNanoseconds().addingReportingOverflow(delay)
+                wakeTimer = state.pointee.pending.schedule(entry, deadline: overflow ? .max : deadline)
             } else {
                 makeReady(&entry)
                 state.pointee.pending.append(entry)
@@ -425,11 +427,14 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     }
 }
 
-/// `delay` in whole nanoseconds; zero for a negative delay.
+/// `delay` in whole nanoseconds; zero for a negative delay, `UInt64.max` for one too long to count in
+/// nanoseconds (it would otherwise wrap to a short delay, or into the past).
 private func nanoseconds(_ delay: Duration) -> UInt64 {
     let (seconds, attoseconds) = delay.components
     guard seconds >= 0, attoseconds >= 0 else { return 0 }
-    return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)
+    let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+    let (total, carry) = whole.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000))
+    return overflow || carry ? .max : total
 }
 
 extension Workqueue: WorkPlacement {
