@@ -58,6 +58,12 @@ public final class LockdepMap: @unchecked Sendable, CustomStringConvertible {
         if !Lockdep.release(instance: identity) { releaseUnheld(file: file, line: line) }
     }
 
+    /// Removes this pseudo-lock from the calling thread's held stack if it is there, whatever the mode is
+    /// now: ends an acquisition made while the validator was on, which must not outlive a switch to off
+    /// (``release(file:line:)`` does nothing then). Returns whether it was held.
+    @discardableResult
+    func releaseRecorded() -> Bool { Lockdep.release(instance: identity) }
+
     /// Whether the calling thread holds this pseudo-lock; unknown when the validator is off.
     public var heldState: Lockdep.HeldState { Lockdep.heldState(of: identity) }
 

@@ -161,9 +161,11 @@ public enum RCU {
     ///
     /// Kernel analogue: `call_rcu()`.
     ///
-    /// Context: may sleep when the backlog is at its bound (``maxBacklog``), until callbacks have run.
-    /// It never waits when called from a callback or inside a read section (where waiting could
-    /// deadlock): those calls are admitted above the bound.
+    /// Context: may sleep when the backlog is at its bound (``maxBacklog``), until callbacks have run; so
+    /// not holding a lock that a callback takes (with the validator on, reported as a circular
+    /// dependency on "rcu_callbacks" even when the backlog is not full). It never waits when called from
+    /// a callback, inside a read section or in atomic context (where waiting could deadlock or is not
+    /// allowed): those calls are admitted above the bound.
     public static func call(_ callback: @escaping @Sendable () -> Void) {
         Reclaimer.shared.enqueue(.run(callback))
     }

@@ -39,6 +39,14 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     ///
     /// Context: inside a read section; with the validator on, a load outside one is reported ("suspicious
     /// RCU usage"). The object stays valid (not retired-and-freed) only until the section ends.
+    ///
+    /// - Warning: Outside a read section this is memory-unsafe, and with the validator off nothing
+    ///   reports it. The load turns the stored address into a reference with `takeUnretainedValue`, whose
+    ///   retain comes after the load; only a read section makes the grace period wait for this thread
+    ///   in between. Without one, a concurrent ``assign(_:holding:file:line:)`` can retire the object and
+    ///   the reclaimer drop the last reference between the load and the retain: a use-after-free, not a
+    ///   stale value. Call it only between ``RCU/readLock(file:line:)`` and ``RCU/readUnlock(file:line:)``
+    ///   (or inside ``RCU/withReadLock(file:line:_:)``).
     public func dereference(file: StaticString = #fileID, line: UInt = #line) -> T? {
         if Lockdep.isValidating && !RCU.isInReadSection {
             Lockdep.emit(RCUReportText.suspicious(

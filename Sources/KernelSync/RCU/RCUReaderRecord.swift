@@ -38,9 +38,11 @@ final class RCUReaderRecord: @unchecked Sendable {
     /// The thread's id, for reports.
     let threadID: Int32
 
-    /// Whether the outermost section was recorded with the validator, so the unlock releases only what
-    /// was acquired. Guarded by: the owning thread (only it reads or writes it).
-    var lockdepHeld = false
+    /// `KS_FLAG_LOCKDEP` while the outermost section is recorded on the validator's held stack, else 0,
+    /// so the unlock releases exactly what was acquired, even after the validator was switched off
+    /// meanwhile. An `Int32` flag rather than a `Bool`, so the fast unlock folds it into its one test of
+    /// the fast-path flags. Guarded by: the owning thread (only it reads or writes it).
+    @usableFromInline var lockdepHeld: Int32 = 0
 
     /// Whether the record is in the engine's registry. Guarded by: ``GracePeriodEngine/registryLock``.
     var registered = false
@@ -89,7 +91,7 @@ final class RCUReaderRecord: @unchecked Sendable {
         let value = ctr.load(ordering: .relaxed)
         let nesting = value & RCUCounter.nestMask
         if _fastPath(nesting == RCUCounter.count) {
-            let flags = ks_fast_path_flags_get()
+            let flags = ks_fast_path_flags_get() | lockdepHeld
             if _fastPath(flags == 0) {
                 ks_compiler_barrier()
             } else {
@@ -114,18 +116,23 @@ final class RCUReaderRecord: @unchecked Sendable {
             ks_compiler_barrier()
         }
         if flags & KS_FLAG_LOCKDEP != 0 {
-            lockdepHeld = true
+            lockdepHeld = KS_FLAG_LOCKDEP
             RCU.readSectionMap.acquire(file: file, line: line)
         }
     }
 
-    /// The outermost unlock with fences or the validator on: orders the section before the ctr store,
-    /// pairing with the writer's ``GracePeriodEngine/fullBarrierOnAllThreads()``.
+    /// The outermost unlock with fences or the validator on, or of a section the validator recorded:
+    /// orders the section before the ctr store, pairing with the writer's
+    /// ``GracePeriodEngine/fullBarrierOnAllThreads()``.
     @usableFromInline @inline(never)
     func unlockSlow(flags: Int32, file: StaticString, line: UInt) {
-        if lockdepHeld {
-            lockdepHeld = false
-            RCU.readSectionMap.release(file: file, line: line)
+        if lockdepHeld != 0 {
+            lockdepHeld = 0
+            // Not LockdepMap.release, which does nothing once the validator is off: the entry the lock
+            // pushed must leave the held stack whatever the mode is now.
+            if !Lockdep.release(instance: RCU.readSectionMap.identity) {
+                RCU.readSectionMap.releaseUnheld(file: file, line: line)
+            }
         }
         if flags & KS_FLAG_RCU_FENCES != 0 {
             atomicMemoryFence(ordering: .sequentiallyConsistent)

@@ -8,9 +8,14 @@ import Synchronization
 /// liburcu's call_rcu worker, it never sleeps a fixed 10 ms between batches.
 ///
 /// The backlog (queued but not yet run) is bounded: a caller that would exceed ``maxBacklog`` waits until
-/// callbacks have run. Callers that must not wait — the reclaimer itself (a callback that queues more)
-/// and a thread inside a read section, whose wait would block the very grace period it waits for — are
-/// admitted above the bound and counted in ``overBoundAdmissions``.
+/// callbacks have run. Callers that must not wait — the reclaimer itself (a callback that queues more),
+/// a thread inside a read section, whose wait would block the very grace period it waits for, and a
+/// thread in atomic context — are admitted above the bound and counted in ``overBoundAdmissions``.
+///
+/// Because a caller may wait for callbacks to run, it must not hold a lock that a callback takes. The
+/// validator sees that through ``callbacksMap``, a pseudo-lock the reclaimer holds while it runs a batch
+/// and drops the batch's closures and objects, and that every caller that could wait acquires and
+/// releases, as `flush` does with a work item's.
 ///
 /// Locking: ``lock`` guards everything below it; it is never held while callbacks run or while waiting
 /// for a grace period.
@@ -37,6 +42,10 @@ final class Reclaimer: @unchecked Sendable {
     }
 
     static let defaultMaxBacklog = 100_000
+
+    /// The callbacks' pseudo-lock, "rcu_callbacks": held by the reclaimer while a batch runs, acquired and
+    /// released by each ``enqueue(_:)`` caller that could wait for room.
+    let callbacksMap = LockdepMap(name: "rcu_callbacks")
 
     let lock = PthreadMutex()
     /// The reclaimer waits here for work.
@@ -77,25 +86,35 @@ final class Reclaimer: @unchecked Sendable {
 
     var backlog: Int { lock.withLock { Int(queuedTotal - ranTotal) } }
 
-    /// Queues `body` to run after a grace period, waiting for room when the backlog is full.
+    /// Queues `action` to run after a grace period, waiting for room when the backlog is full.
     ///
-    /// Context: may block when the backlog is full, except on the reclaimer thread and in a read section.
+    /// With the validator on, a caller that could wait acquires and releases ``callbacksMap`` on every
+    /// call, full backlog or not: holding a lock that a callback takes is reported as the deadlock it
+    /// becomes once the backlog fills (as `flush` of an idle work item is), deterministically rather than
+    /// only in the runs that happen to fill it. A chain-cache hit after the first call; with the validator
+    /// off it costs one flag test.
+    ///
+    /// Context: may block when the backlog is full, except on the reclaimer thread, in a read section and
+    /// in atomic context, where it is admitted above the bound.
     func enqueue(_ action: Callback.Action) {
-        let mayWait = !isCurrentThread && RCUReaderRecord.currentNesting == 0
+        if Lockdep.isValidating { recordPossibleWait() }
         let target = engine.snapshot()
         lock.withLock {
             startIfNeeded()
+            var aboveBound = false
             if Int(queuedTotal - ranTotal) >= maxBacklog {
-                if mayWait {
+                if callerMayWait {
+                    Lockdep.mightSleep("call_rcu() back-pressure")
                     backPressureWaits += 1
                     while Int(queuedTotal - ranTotal) >= maxBacklog { progress.wait(lock) }
                 } else {
                     overBoundAdmissions += 1
+                    aboveBound = true
                 }
             }
             queue.append(Callback(target: target, action: action))
             queuedTotal += 1
-            if mayWait { peakBacklog = max(peakBacklog, Int(queuedTotal - ranTotal)) }
+            if !aboveBound { peakBacklog = max(peakBacklog, Int(queuedTotal - ranTotal)) }
             workAvailable.signal()
         }
     }
@@ -123,6 +142,23 @@ final class Reclaimer: @unchecked Sendable {
 
     func resetPeakBacklog() { lock.withLock { peakBacklog = 0 } }
 
+    /// Whether the calling thread may wait for room: not the reclaimer (a callback would wait for
+    /// itself), not in a read section (it would hold up the grace period it waits for), not in atomic
+    /// context.
+    private var callerMayWait: Bool {
+        !isCurrentThread && RCUReaderRecord.currentNesting == 0 && !Lockdep.inAtomicContext
+    }
+
+    /// Records, for the validator, that a caller that could wait for room waits for the callbacks.
+    ///
+    /// Context: the validator is on.
+    @inline(never)
+    private func recordPossibleWait() {
+        guard callerMayWait else { return }
+        callbacksMap.acquire()
+        callbacksMap.releaseRecorded()
+    }
+
     /// Context: lock held.
     private func startIfNeeded() {
         guard thread == nil else { return }
@@ -143,10 +179,14 @@ final class Reclaimer: @unchecked Sendable {
                 return (batch, batch.reduce(requestedTarget) { max($0, $1.target) })
             }
             engine.synchronize(until: target)
-            for callback in batch { callback.perform() }
             let ran = UInt64(batch.count)
-            // Callbacks (and the objects they hold) are released before they count as run.
+            let validating = Lockdep.isValidating
+            if validating { callbacksMap.acquire() }
+            for callback in batch { callback.perform() }
+            // Callbacks (and the objects they hold) are released before they count as run, and under
+            // the callbacks' pseudo-lock: a back-pressure waiter waits for their deinits too.
             batch.removeAll()
+            if validating { callbacksMap.releaseRecorded() }
             lock.withLock {
                 ranTotal += ran
                 progress.broadcast()

@@ -85,7 +85,9 @@ public final class WorkItem: Sendable, CustomStringConvertible {
     /// Kernel analogue: `flush_work()` / `flush_delayed_work()`.
     ///
     /// Context: as ``cancelSync(file:line:)``. From the item's own function it is reported and returns
-    /// false.
+    /// false. On a queue that runs one item at a time it also waits for that queue (kernel
+    /// `start_flush_work`); from that queue's worker it would wait behind itself: the validator reports
+    /// recursive locking and it returns false.
     @discardableResult
     public func flush(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         core.flush(file: file, line: line)

@@ -90,33 +90,39 @@ final class WorkItemCore: @unchecked Sendable {
 
     // MARK: Running
 
-    /// Runs the instance a worker of `queue` took off its ready list, then any instance handed off to
-    /// this worker meanwhile. Returns the ticket (flush epoch) of the last run when it ran from `queue`:
-    /// the caller retires it with `queue`, together with taking its next entry. Every other run retires
-    /// here. A stale entry's ticket is returned at once; an entry handed off to the worker that runs
-    /// the item now retires when that worker has run it (nil).
+    /// Runs the instance a worker of `queue` took off its ready list, then any instance of `queue` handed
+    /// off to this worker meanwhile. Returns the ticket (flush epoch) of the last run: the caller retires
+    /// it with `queue`, together with taking its next entry; earlier runs retire here. A stale entry's
+    /// ticket is returned at once; an entry handed off to the worker of `queue` that runs the item now
+    /// retires when that worker has run it (nil). When the item runs from another queue, this worker
+    /// waits for that run to end and then runs the instance itself, so every instance runs on a worker
+    /// of its own queue.
     ///
-    /// Context: a worker thread of `queue`, no KernelSync lock held.
+    /// Context: a worker thread of `queue`, no KernelSync lock held. May block while the item runs on
+    /// another queue's worker.
     func process(_ entry: WorkEntry, on queue: Workqueue, runner: Int32) -> UInt64? {
         // A released owner withdraws its pending instance in deinit; this entry is then stale.
         guard let owner else { return entry.epoch }
-        let claim = lock.withLock { state.pointee.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
-        guard case .run(var instance) = claim else {
-            if case .stale = claim { return entry.epoch }
-            return nil
+        var claim = lock.withLock { state.pointee.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
+        if case .waitForRunningElsewhere = claim {
+            claim = claimAfterRunElsewhere(entry, on: queue, runner: runner)
+        }
+        switch claim {
+        case .run: break
+        case .stale: return entry.epoch
+        case .handOff: return nil
+        case .waitForRunningElsewhere:
+            preconditionFailure("work item \(name): claim still waiting after the run elsewhere ended; state: \(stateDescription)")
         }
         while true {
-            instance.placement.run(self, owner: owner)
+            queue.run(self, owner: owner)
             let finish = lock.withLock { state.pointee.finish(runner: runner) }
             changed.broadcast()
             switch finish {
             case .idle(let retired):
-                if retired.instance.placement === queue { return retired.ticket }
-                retired.instance.placement.retire(epoch: retired.ticket)
-                return nil
-            case .runNext(let retired, let next):
-                retired.instance.placement.retire(epoch: retired.ticket)
-                instance = next
+                return retired.ticket
+            case .runNext(let retired, _):
+                queue.retire(epoch: retired.ticket)
             }
         }
     }
@@ -165,7 +171,14 @@ final class WorkItemCore: @unchecked Sendable {
     /// `flush_work`: waits until the instance pending or running at the call has finished (a delayed
     /// one is made ready first, like `flush_delayed_work`). Returns whether it waited.
     ///
-    /// Context: may block. From the item's own function it reports and returns false.
+    /// When that instance's queue runs one item at a time (`maxActive` 1), the caller also acquires and
+    /// releases the queue's pseudo-lock, as the kernel's `start_flush_work` does: the instance waits
+    /// behind whatever the queue runs now, so waiting for it while holding a lock that any of the
+    /// queue's functions takes is a cycle.
+    ///
+    /// Context: may block. From the item's own function it reports and returns false. From the worker
+    /// of such a queue, for an instance of that queue, it would wait behind itself: the validator reports
+    /// recursive locking of the queue's pseudo-lock, and it returns false without waiting.
     func flush(file: StaticString, line: UInt) -> Bool {
         let call = "flush_work(\(name))"
         Lockdep.mightSleep(call, file: file, line: line)
@@ -177,12 +190,19 @@ final class WorkItemCore: @unchecked Sendable {
         }
         map.acquire(file: file, line: line)
         map.release(file: file, line: line)
-        let target: (sequence: UInt64, pendingOn: Workqueue?)? = lock.withLock {
-            guard let sequence = state.pointee.flushTarget else { return nil }
-            return (sequence, state.pointee.pending.map(\.placement))
+        let target: (sequence: UInt64, queue: Workqueue, isPending: Bool)? = lock.withLock {
+            guard let sequence = state.pointee.flushTarget,
+                  let instance = state.pointee.pending ?? state.pointee.running?.instance
+            else { return nil }
+            return (sequence, instance.placement, state.pointee.isPending)
         }
         guard let target else { return false }
-        target.pendingOn?.expedite(item: self, sequence: target.sequence)
+        if target.queue.maxActive == 1 {
+            target.queue.map.acquire(file: file, line: line)
+            target.queue.map.release(file: file, line: line)
+            if target.queue.isWorker(caller) { return false }
+        }
+        if target.isPending { target.queue.expedite(item: self, sequence: target.sequence) }
         lock.withLock {
             while !state.pointee.hasFinished(through: target.sequence) { changed.wait(lock) }
         }
@@ -230,6 +250,28 @@ final class WorkItemCore: @unchecked Sendable {
     }
 
     // MARK: Private
+
+    /// Waits until the item no longer runs from another queue, then claims `entry` again. With the
+    /// validator on, first records that `queue`'s worker waits for the item (the queue's pseudo-lock,
+    /// then the item's), so a function that waits for `queue` from the other queue is reported, not a
+    /// silent hang.
+    ///
+    /// Context: a worker thread of `queue`, no KernelSync lock held; blocks.
+    private func claimAfterRunElsewhere(_ entry: WorkEntry, on queue: Workqueue, runner: Int32) -> State.ClaimAction {
+        if Lockdep.isValidating {
+            queue.map.acquire()
+            map.acquire()
+            map.release()
+            queue.map.release()
+        }
+        return lock.withLock {
+            while true {
+                let claim = state.pointee.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch)
+                guard case .waitForRunningElsewhere = claim else { return claim }
+                changed.wait(lock)
+            }
+        }
+    }
 
     /// Tells the queue of a withdrawn instance: a delayed entry leaves the timer list; a claim handed
     /// off to the running worker retires. A ready entry stays listed and retires when a worker finds

@@ -16,10 +16,11 @@
 /// pending one, and a flush can wait for exactly the instances that existed when it was called.
 ///
 /// `Placement` is what the storage layer needs to find an instance again (its queue); the machine only
-/// carries it. A worker that claims an instance attaches a `ticket` (the queue's flush epoch), which
+/// carries it and tells two apart: a claimed instance is handed to the running worker only when that
+/// worker runs the item from the same queue, so an instance never runs outside its own queue. A worker that claims an instance attaches a `ticket` (the queue's flush epoch), which
 /// comes back when that run retires, so the queue can count it done. Impossible transitions stop the process with a message that prints the
 /// state: they are KernelSync bugs, not user misuse (misuse is refused and reported before reaching here).
-struct WorkItemState<Placement>: CustomStringConvertible {
+struct WorkItemState<Placement: WorkPlacement>: CustomStringConvertible {
     /// One queued run of the item.
     struct Instance {
         var sequence: UInt64
@@ -42,8 +43,13 @@ struct WorkItemState<Placement>: CustomStringConvertible {
     enum ClaimAction {
         /// The instance is the pending one and the item is not running: run it now.
         case run(Instance)
-        /// The item runs on another worker: that worker runs this instance when its current run ends.
+        /// The item runs on another worker of the same queue: that worker runs this instance when its
+        /// current run ends.
         case handOff
+        /// The item runs on a worker of another queue. Handing the instance over would run it outside its
+        /// queue (past an ordered queue's order and a queue's `maxActive`, on a thread that is not the
+        /// queue's worker), so the claimer waits until the item is not running and claims again.
+        case waitForRunningElsewhere
         /// The instance was cancelled or replaced after it was queued: drop it.
         case stale
     }
@@ -127,10 +133,12 @@ struct WorkItemState<Placement>: CustomStringConvertible {
     // MARK: Running
 
     /// A worker took instance `sequence` off its queue; `runner` is its thread id and `ticket` comes
-    /// back when the run retires.
+    /// back when the run retires. After ``ClaimAction/waitForRunningElsewhere`` the worker claims again,
+    /// with the same arguments, once the item is not running.
     mutating func claim(sequence: UInt64, runner: Int32, ticket: UInt64) -> ClaimAction {
         guard let instance = pending, instance.sequence == sequence, handOffTicket == nil else { return .stale }
-        if running != nil {
+        if let current = running {
+            guard current.instance.placement.isSame(as: instance.placement) else { return .waitForRunningElsewhere }
             handOffTicket = ticket
             return .handOff
         }
@@ -234,4 +242,10 @@ struct WorkItemState<Placement>: CustomStringConvertible {
         defer { nextSequence += 1 }
         return Instance(sequence: nextSequence, placement: placement)
     }
+}
+
+/// Where an instance of a work item is queued: the machine only needs to tell whether two instances
+/// belong to the same queue.
+protocol WorkPlacement {
+    func isSame(as other: Self) -> Bool
 }

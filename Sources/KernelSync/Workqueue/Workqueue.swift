@@ -133,8 +133,8 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         item.core.queue(on: self, delayNanoseconds: nil, file: file, line: line)
     }
 
-    /// Queues `item` to become ready after `delay` (zero or negative: at once). Returns false as
-    /// ``queue(_:file:line:)`` does.
+    /// Queues `item` to become ready after `delay` (zero or negative: at once; beyond the clock's range,
+    /// about 584 years: only when flushed). Returns false as ``queue(_:file:line:)`` does.
     ///
     /// Kernel analogue: `queue_delayed_work()`.
     ///
@@ -248,7 +248,9 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
             }
             guard var entry = makeEntry() else { return (false, nil) }
             if let delay, delay > 0 {
-                wakeTimer = state.pointee.pending.schedule(entry, deadline: monotonicNanoseconds() &+ delay)
+                // Saturates: a deadline past the clock's range waits for ever instead of wrapping into the past.
+                let (deadline, overflow) = monotonicNanoseconds().addingReportingOverflow(delay)
+                wakeTimer = state.pointee.pending.schedule(entry, deadline: overflow ? .max : deadline)
             } else {
                 makeReady(&entry)
                 state.pointee.pending.append(entry)
@@ -259,6 +261,11 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         if wakeWorker { workAvailable.signal() }
         if wakeTimer { timerChanged.signal() }
         return outcome
+    }
+
+    /// Whether `thread` (a kernel thread id) is one of the queue's workers.
+    func isWorker(_ thread: Int32) -> Bool {
+        lock.withLock { state.pointee.workerThreadIDs.contains(thread) }
     }
 
     /// Reports a refused queueing.
@@ -328,8 +335,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     /// Returns false when the call must return at once.
     private func prepareToWait(_ call: String, file: StaticString, line: UInt) -> Bool {
         Lockdep.mightSleep(call, file: file, line: line)
-        let caller = KernelThread.currentID
-        if lock.withLock({ state.pointee.workerThreadIDs.contains(caller) }) {
+        if isWorker(KernelThread.currentID) {
             Lockdep.emit(WorkqueueReports.queueSelfFlush(queue: self, call: call, site: "\(file):\(line)"))
             return false
         }
@@ -421,9 +427,16 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     }
 }
 
-/// `delay` in whole nanoseconds; zero for a negative delay.
+/// `delay` in whole nanoseconds; zero for a negative delay, `UInt64.max` for one too long to count in
+/// nanoseconds (it would otherwise wrap to a short delay, or into the past).
 private func nanoseconds(_ delay: Duration) -> UInt64 {
     let (seconds, attoseconds) = delay.components
     guard seconds >= 0, attoseconds >= 0 else { return 0 }
-    return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)
+    let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+    let (total, carry) = whole.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000))
+    return overflow || carry ? .max : total
+}
+
+extension Workqueue: WorkPlacement {
+    func isSame(as other: Workqueue) -> Bool { self === other }
 }

@@ -96,4 +96,44 @@ import Testing
         }
         RCU.barrier()
     }
+
+    @Test func callingInAtomicContextNeverWaitsForTheBacklog() {
+        RCU.barrier()
+        let before = Reclaimer.shared.lock.withLock {
+            (waits: Reclaimer.shared.backPressureWaits, overBound: Reclaimer.shared.overBoundAdmissions)
+        }
+        RCU.maxBacklog = 1
+        defer { RCU.maxBacklog = Reclaimer.defaultMaxBacklog }
+        // Counts in the backlog until it returns, so the bound is reached; returns once the next caller
+        // has either been admitted above the bound or has waited.
+        RCU.call {
+            _ = eventually {
+                Reclaimer.shared.lock.withLock {
+                    Reclaimer.shared.overBoundAdmissions > before.overBound
+                        || Reclaimer.shared.backPressureWaits > before.waits
+                }
+            }
+        }
+        Lockdep.withAtomicContext("rcu-test") { RCU.call {} }
+        let after = Reclaimer.shared.lock.withLock { Reclaimer.shared.overBoundAdmissions }
+        #expect(after > before.overBound)
+        RCU.barrier()
+    }
+
+    @Test func waitingForTheBacklogWhileHoldingALockACallbackTakesIsACircularDependency() {
+        let mutex = KernelMutex(name: "rcu-test-backlog-mutex")
+        RCU.call { mutex.withLock {} }
+        RCU.barrier()
+        let waitsBefore = Reclaimer.shared.lock.withLock { Reclaimer.shared.backPressureWaits }
+        RCU.maxBacklog = 1
+        defer { RCU.maxBacklog = Reclaimer.defaultMaxBacklog }
+        // Fills the backlog until the caller below has had to wait.
+        RCU.call {
+            _ = eventually { Reclaimer.shared.lock.withLock { Reclaimer.shared.backPressureWaits } > waitsBefore }
+        }
+        mutex.withLock { RCU.call {} }
+        RCU.barrier()
+        #expect(Reclaimer.shared.lock.withLock { Reclaimer.shared.backPressureWaits } > waitsBefore)
+        #expect(Lockdep.reports(involving: mutex.lockClass).map(\.kind) == [.circularDependency])
+    }
 }

@@ -66,4 +66,18 @@ import Testing
         #expect(found.count == 1)
         #expect(found.first?.text.contains("rcu_read_lock") == true)
     }
+
+    @Test func aReadSectionEndedAfterTheValidatorWasSwitchedOffLeavesNothingHeld() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            Lockdep.mode = .report
+            RCU.readLock()
+            Lockdep.mode = .off
+            RCU.readUnlock()
+            Lockdep.mode = .report
+            let held = Lockdep.heldLocks()
+            precondition(held.isEmpty, "still held after the read section ended: \(held)")
+        }
+        let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(!text.contains("still held"))
+    }
 }

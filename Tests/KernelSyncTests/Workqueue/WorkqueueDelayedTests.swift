@@ -47,4 +47,20 @@ import Testing
         #expect(runs.value == 1)
         queue.destroy()
     }
+
+    @Test func aDelayTooLargeToRepresentSaturatesInsteadOfWrappingIntoThePast() {
+        let queue = Workqueue(name: "wq-huge-delay")
+        let ran = Counter(), markerRan = Flag()
+        let far = WorkItem(name: "huge-delay") { _ in ran.increment() }
+        let marker = WorkItem(name: "huge-delay-marker") { _ in markerRan.raise() }
+        #expect(queue.queue(far, after: .seconds(Int64.max / 2)))
+        #expect(queue.queue(marker, after: .milliseconds(1)))
+        // One worker runs expired entries in deadline order: a wrapped deadline would have run first.
+        markerRan.wait()
+        queue.flush()
+        #expect(ran.value == 0)
+        #expect(far.isPending)
+        #expect(far.cancel())
+        queue.destroy()
+    }
 }

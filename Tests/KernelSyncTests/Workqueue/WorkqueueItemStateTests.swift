@@ -1,9 +1,16 @@
 import Testing
 @testable import KernelSync
 
-/// The pure state machine, without threads or queues; placements are plain integers.
+/// A placement for the pure state machine: a queue is a plain number.
+struct QueueNumber: WorkPlacement, Equatable, ExpressibleByIntegerLiteral {
+    let number: Int
+    init(integerLiteral number: Int) { self.number = number }
+    func isSame(as other: QueueNumber) -> Bool { self == other }
+}
+
+/// The pure state machine, without threads or queues; placements are queue numbers.
 @Suite struct WorkqueueItemStateTests {
-    typealias State = WorkItemState<Int>
+    typealias State = WorkItemState<QueueNumber>
 
     @Test func queueingAPendingItemIsRefused() {
         var state = State()
@@ -13,7 +20,7 @@ import Testing
         }
     }
 
-    @Test func aRunningItemCanBeQueuedAgainAndTheClaimIsHandedToItsRunner() {
+    @Test func aRunningItemCanBeQueuedAgainOnItsQueueAndTheClaimIsHandedToItsRunner() {
         var state = State()
         guard case .enqueue(let first) = state.queue(placement: 1),
               case .run = state.claim(sequence: first.sequence, runner: 10, ticket: 0),
@@ -31,6 +38,43 @@ import Testing
         #expect(state.isRunning(on: 10))
         guard case .idle(let last) = state.finish(runner: 10) else { Issue.record("\(state)"); return }
         #expect(last.ticket == 7 && state.isIdle)
+    }
+
+    @Test func aClaimOnAnotherQueueWaitsUntilTheRunEndsAndThenRunsOnTheClaimingWorker() {
+        var state = State()
+        guard case .enqueue(let first) = state.queue(placement: 1),
+              case .run = state.claim(sequence: first.sequence, runner: 10, ticket: 0),
+              case .enqueue(let second) = state.queue(placement: 2)
+        else { Issue.record("setup failed: \(state)"); return }
+        guard case .waitForRunningElsewhere = state.claim(sequence: second.sequence, runner: 20, ticket: 7) else {
+            Issue.record("the claim on queue 2 did not wait for the run on queue 1: \(state)"); return
+        }
+        #expect(state.isPending && !state.description.contains("handed off"))
+        guard case .idle(let retired) = state.finish(runner: 10) else {
+            Issue.record("the run on queue 1 took queue 2's instance: \(state)"); return
+        }
+        #expect(retired.instance.sequence == first.sequence)
+        guard case .run(let instance) = state.claim(sequence: second.sequence, runner: 20, ticket: 7) else {
+            Issue.record("the claim again after the run ended did not run: \(state)"); return
+        }
+        #expect(instance.placement == 2 && state.isRunning(on: 20) && !state.isPending)
+        guard case .idle(let last) = state.finish(runner: 20) else { Issue.record("\(state)"); return }
+        #expect(last.ticket == 7 && state.isIdle)
+    }
+
+    @Test func aClaimWaitingForARunElsewhereIsStaleOnceCancelled() {
+        var state = State()
+        guard case .enqueue(let first) = state.queue(placement: 1),
+              case .run = state.claim(sequence: first.sequence, runner: 10, ticket: 0),
+              case .enqueue(let second) = state.queue(placement: 2),
+              case .waitForRunningElsewhere = state.claim(sequence: second.sequence, runner: 20, ticket: 7)
+        else { Issue.record("setup failed: \(state)"); return }
+        let withdrawal = state.cancel()
+        #expect(withdrawal?.instance.sequence == second.sequence && withdrawal?.handOffTicket == nil)
+        _ = state.finish(runner: 10)
+        guard case .stale = state.claim(sequence: second.sequence, runner: 20, ticket: 7) else {
+            Issue.record("a cancelled instance ran: \(state)"); return
+        }
     }
 
     @Test func aWithdrawnInstanceIsStaleWhenAWorkerTakesIt() {
@@ -88,7 +132,7 @@ import Testing
 
     @Test func finishingAnItemThatIsNotRunningStopsWithTheState() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            var state = WorkItemState<Int>()
+            var state = WorkItemState<QueueNumber>()
             _ = state.disable()
             _ = state.finish(runner: 1)
         }

@@ -115,4 +115,36 @@ import Testing
         #expect(met.value == 3, "the three items ran at once, one per worker")
         queue.destroy()
     }
+
+    @Test func anItemRunningOnAnotherQueueRunsOnTheOrderedQueuesWorkerInQueueingOrder() {
+        let other = Workqueue(name: "wq-cross-other")
+        let ordered = Workqueue(name: "wq-cross-ordered", ordered: true)
+        let firstRunStarted = Flag(), release = Flag()
+        let runs = Recorder<(name: String, thread: Int32)>()
+        let crossing = WorkItem(name: "cross-x") { _ in
+            if !firstRunStarted.isRaised {
+                firstRunStarted.raise()
+                release.wait()
+            } else {
+                runs.append(("x", KernelThread.currentID))
+            }
+        }
+        let behind = WorkItem(name: "cross-y") { _ in
+            runs.append(("y", KernelThread.currentID))
+            release.raise()
+        }
+        other.queue(crossing)
+        firstRunStarted.wait()
+        #expect(ordered.queue(crossing))
+        #expect(ordered.queue(behind))
+        // The ordered queue's worker meets x still running on `other`; y must wait behind x.
+        let releaser = raiseSoon(release)
+        ordered.flush()
+        releaser.join()
+        let values = runs.values
+        #expect(values.map(\.name) == ["x", "y"])
+        #expect(Set(values.map(\.thread)).count == 1, "both ran on the ordered queue's one worker")
+        other.destroy()
+        ordered.destroy()
+    }
 }

@@ -100,4 +100,21 @@ import Testing
         #expect(itemClass.map { Lockdep.reports(involving: $0).map(\.kind) } == [.workReleasedWhilePending])
         queue.destroy()
     }
+
+    @Test func flushingAnItemPendingBehindTheCallerOnAnOrderedQueueIsReportedAndReturns() {
+        let queue = Workqueue(name: "wq-ordered-flush", ordered: true)
+        let behind = WorkItem(name: "ordered-flush-behind") { _ in }
+        let waited = Recorder<Bool>()
+        let item = WorkItem(name: "ordered-flush-caller") { _ in
+            queue.queue(behind)
+            waited.append(behind.flush())
+        }
+        queue.queue(item)
+        queue.flush()
+        queue.flush()
+        #expect(waited.values == [false])
+        #expect(Lockdep.reports(involving: queue.lockClass).map(\.kind) == [.recursiveLocking])
+        #expect(!behind.isPending)
+        queue.destroy()
+    }
 }
