@@ -43,7 +43,7 @@ public final class LockClass: Sendable, CustomStringConvertible {
     /// The class keyed by a source line: every lock created at `file:line` shares it. The first lock
     /// created there names it.
     static func forSite(file: StaticString, line: UInt, name: String?) -> LockClass {
-        LockClassRegistry.shared.classForSite("\(file):\(line)", name: name)
+        LockClassRegistry.shared.classForSite(file: file, line: line, name: name)
     }
 
     public var description: String { name }
@@ -65,6 +65,14 @@ final class LockClassRegistry: @unchecked Sendable {
     private var classes: [LockClass?] = []
     /// Guarded by: lock.
     private var bySite: [String: LockClass] = [:]
+    /// Guarded by: lock. The same classes by the address of their file literal and their line: a lookup
+    /// that builds no string, for objects created often at one site (work items, group mutexes).
+    private var byLiteral: [SiteLiteral: LockClass] = [:]
+
+    struct SiteLiteral: Hashable {
+        let file: UnsafeRawPointer
+        let line: UInt
+    }
 
     func reserveIndex() -> Int {
         lock.withLock {
@@ -85,13 +93,22 @@ final class LockClassRegistry: @unchecked Sendable {
     /// Every registered class, in index order.
     var all: [LockClass] { lock.withLock { classes.compactMap { $0 } } }
 
-    func classForSite(_ site: String, name: String?) -> LockClass {
-        lock.withLock {
-            if let existing = bySite[site] { return existing }
-            let created = LockClass(name: name ?? site, site: site, index: classes.count)
-            classes.append(created)
-            bySite[site] = created
-            return created
+    func classForSite(file: StaticString, line: UInt, name: String?) -> LockClass {
+        let literal = file.hasPointerRepresentation
+            ? SiteLiteral(file: UnsafeRawPointer(file.utf8Start), line: line) : nil
+        return lock.withLock {
+            if let literal, let existing = byLiteral[literal] { return existing }
+            let site = "\(file):\(line)"
+            let found: LockClass
+            if let existing = bySite[site] {
+                found = existing
+            } else {
+                found = LockClass(name: name ?? site, site: site, index: classes.count)
+                classes.append(found)
+                bySite[site] = found
+            }
+            if let literal { byLiteral[literal] = found }
+            return found
         }
     }
 }
