@@ -41,8 +41,10 @@ final class RCUReaderRecord: @unchecked Sendable {
     /// `KS_FLAG_LOCKDEP` while the outermost section is recorded on the validator's held stack, else 0,
     /// so the unlock releases exactly what was acquired, even after the validator was switched off
     /// meanwhile. An `Int32` flag rather than a `Bool`, so the fast unlock folds it into its one test of
-    /// the fast-path flags. Guarded by: the owning thread (only it reads or writes it).
-    @usableFromInline var lockdepHeld: Int32 = 0
+    /// the fast-path flags. Guarded by: the owning thread (only it reads or writes it), which is also
+    /// why dynamic exclusivity checking is off: on the read side's fast path it cost ten times the
+    /// whole read section.
+    @usableFromInline @exclusivity(unchecked) var lockdepHeld: Int32 = 0
 
     /// Whether the record is in the engine's registry. Guarded by: ``GracePeriodEngine/registryLock``.
     var registered = false
