@@ -10,12 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -e /usr/include/urcu/urcu-memb.h ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get install -y liburcu-dev >/dev/null 2>&1 \
-        || { $sudo apt-get update >/dev/null && $sudo apt-get install -y liburcu-dev >/dev/null; }
-fi
+source scripts/lib/install-liburcu.sh
 out=.build-bench-results
 mkdir -p "$out"
 gcc -O2 -Wall -Wextra -std=gnu11 -pthread scripts/peers/remove_peer.c -o "$out/remove-peer" -lurcu-memb -lurcu-common
