@@ -34,16 +34,8 @@ import Testing
 
     @Test func cancelSyncWaitsForTheRunningFunction() {
         let queue = Workqueue(name: "wq-cancel-wait")
-        let started = Flag()
-        let release = Flag()
-        let finished = Flag()
-        let item = WorkItem(name: "cancel-wait") { _ in
-            started.raise()
-            release.wait()
-            finished.raise()
-        }
-        queue.queue(item)
-        started.wait()
+        let run = startBlockedRun(on: queue, name: "cancel-wait")
+        let (item, release, finished) = (run.item, run.release, run.finished)
         let raiser = raiseSoon(release)
         #expect(!item.cancelSync(), "running, not pending")
         #expect(finished.isRaised)
@@ -71,16 +63,8 @@ import Testing
 
     @Test func concurrentCancelSyncCallersAllWaitUntilTheRunEnds() {
         let queue = Workqueue(name: "wq-cancel-many")
-        let started = Flag()
-        let release = Flag()
-        let finished = Flag()
-        let item = WorkItem(name: "cancel-many") { _ in
-            started.raise()
-            release.wait()
-            finished.raise()
-        }
-        queue.queue(item)
-        started.wait()
+        let run = startBlockedRun(on: queue, name: "cancel-many")
+        let (item, release, finished) = (run.item, run.release, run.finished)
         let raiser = raiseSoon(release)
         let sawRunning = Counter()
         KernelThread.runAll(count: 3, name: "canceller") { _ in

@@ -34,16 +34,8 @@ import Testing
 
     @Test func disableSyncWaitsForTheRunningFunctionAndKeepsTheItemDisabled() {
         let queue = Workqueue(name: "wq-disable-sync")
-        let started = Flag()
-        let release = Flag()
-        let finished = Flag()
-        let item = WorkItem(name: "disable-sync") { _ in
-            started.raise()
-            release.wait()
-            finished.raise()
-        }
-        queue.queue(item)
-        started.wait()
+        let run = startBlockedRun(on: queue, name: "disable-sync")
+        let (item, release, finished) = (run.item, run.release, run.finished)
         let raiser = raiseSoon(release)
         #expect(!item.disableSync())
         #expect(finished.isRaised && !item.isRunning)

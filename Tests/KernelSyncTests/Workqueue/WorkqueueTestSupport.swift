@@ -43,3 +43,26 @@ func blockedQueue(_ name: String, release: Flag) -> Workqueue {
     started.wait()
     return queue
 }
+
+/// An item whose function has started and now waits for `release`; `finished` is raised as it returns.
+struct BlockedRun {
+    let item: WorkItem
+    let release: Flag
+    let finished: Flag
+}
+
+/// Queues on `queue` an item that blocks until its `release` flag is raised, and waits until its function
+/// has started. The item's class is keyed by the caller's line, so each test has its own.
+func startBlockedRun(on queue: Workqueue, name: String, file: StaticString = #fileID, line: UInt = #line) -> BlockedRun {
+    let started = Flag()
+    let release = Flag()
+    let finished = Flag()
+    let item = WorkItem(name: name, file: file, line: line) { _ in
+        started.raise()
+        release.wait()
+        finished.raise()
+    }
+    queue.queue(item)
+    started.wait()
+    return BlockedRun(item: item, release: release, finished: finished)
+}
