@@ -44,7 +44,9 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
         let owner = WorkOwner()
         let system = group.system
         // Every group_device's work is made here: one pseudo-lock class, "gdev->broken_work".
-        brokenWork = WorkItem(name: "gdev->broken_work") { _ in system.brokenWorkFunction(owner) }
+        brokenWork = WorkItem(name: "gdev->broken_work", class: system.lockClasses.brokenWork) { _ in
+            system.brokenWorkFunction(owner)
+        }
         super.init()
         owner.device = self
     }

@@ -17,6 +17,8 @@ public struct IOMMULockClasses: Sendable {
     public let sysfs: LockClass
     /// The model's trace log.
     public let trace: LockClass
+    /// `gdev->broken_work`, the pseudo-lock of every group_device's broken work.
+    public let brokenWork: LockClass
     /// The tag the classes were made with, if any; it also names the system's threads.
     public let tag: String?
 
@@ -36,8 +38,9 @@ public struct IOMMULockClasses: Sendable {
         groupTable = LockClass(name: "iommu_group_table\(suffix)")
         sysfs = LockClass(name: "kernfs\(suffix)")
         trace = LockClass(name: "iommu_trace\(suffix)")
+        brokenWork = LockClass(name: "(work_completion)gdev->broken_work\(suffix)")
     }
 
     /// Every class of the set.
-    public var all: [LockClass] { [probeLock, groupMutex, groupTable, sysfs, trace] }
+    public var all: [LockClass] { [probeLock, groupMutex, groupTable, sysfs, trace, brokenWork] }
 }

@@ -41,6 +41,16 @@ public final class WorkItem: Sendable, CustomStringConvertible {
         core.owner = self
     }
 
+    /// Creates an idle item that runs `function`, with an explicit pseudo-lock class: for items made at
+    /// one line that play different roles, or, as in the kernel's per-object `lockdep_set_class()`, to
+    /// give the items of one subsystem instance classes of their own.
+    ///
+    /// Kernel analogue: `INIT_WORK()` followed by `lockdep_init_map()` with the class's key.
+    public init(name: String? = nil, class lockClass: LockClass, _ function: @escaping @Sendable (WorkItem) -> Void) {
+        core = WorkItemCore(name: name ?? lockClass.name, map: LockdepMap(class: lockClass), function: function)
+        core.owner = self
+    }
+
     deinit {
         core.ownerReleased()
     }

@@ -117,4 +117,19 @@ import Testing
         #expect(!behind.isPending)
         queue.destroy()
     }
+
+    @Test func itemsGivenAnExplicitClassShareItsDependencies() {
+        let workClass = LockClass(name: "explicit_work")
+        let lock = KernelMutex(name: "explicit_work_lock")
+        let queue = Workqueue(name: "wq-explicit-class")
+        let first = WorkItem(name: "first", class: workClass) { _ in lock.withLock {} }
+        let second = WorkItem(class: workClass) { _ in }
+        #expect(first.lockClass === workClass && second.lockClass === workClass)
+        #expect(second.name == "explicit_work")
+        queue.queue(first)
+        first.flush()
+        lock.withLock { second.cancelSync() }
+        #expect(Lockdep.reports(involving: workClass).map(\.kind) == [.circularDependency])
+        queue.destroy()
+    }
 }
