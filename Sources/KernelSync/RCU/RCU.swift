@@ -191,13 +191,16 @@ public enum RCU {
     /// Kernel analogue: `rcu_barrier()`.
     ///
     /// Context: may sleep. From a callback it would wait for itself: reported, returns at once. Inside a
-    /// read section: reported as for ``synchronize(file:line:)``, returns at once.
+    /// read section: reported as for ``synchronize(file:line:)``, returns at once. Holding a lock that a
+    /// callback takes is a deadlock whenever such a callback is queued: with the validator on it is
+    /// reported on every call, queued or not, as `flush` of an idle work item is.
     public static func barrier(file: StaticString = #fileID, line: UInt = #line) {
         if Reclaimer.shared.isCurrentThread {
             Lockdep.emit(RCUReportText.barrierFromCallback(site: "\(file):\(line)"))
             return
         }
         guard checkMayWait(call: "rcu_barrier()", file: file, line: line) else { return }
+        if Lockdep.isValidating { Reclaimer.shared.recordWaitForCallbacks() }
         Reclaimer.shared.waitForQueued()
     }
 

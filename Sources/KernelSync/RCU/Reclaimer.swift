@@ -184,6 +184,14 @@ final class Reclaimer: @unchecked Sendable {
     @inline(never)
     private func recordPossibleWait() {
         guard callerMayWait else { return }
+        recordWaitForCallbacks()
+    }
+
+    /// Records, for the validator, that the caller waits for callbacks to run (``callbacksMap`` acquired
+    /// and released): the locks it holds now come before every lock a callback takes.
+    ///
+    /// Context: the validator is on.
+    func recordWaitForCallbacks() {
         callbacksMap.acquire()
         callbacksMap.releaseRecorded()
     }

@@ -136,4 +136,12 @@ import Testing
         #expect(Reclaimer.shared.lock.withLock { Reclaimer.shared.backPressureWaits } > waitsBefore)
         #expect(Lockdep.reports(involving: mutex.lockClass).map(\.kind) == [.circularDependency])
     }
+
+    @Test func barrierWhileHoldingALockACallbackTakesIsACircularDependencyEvenWithNothingQueued() {
+        let mutex = KernelMutex(name: "rcu-test-barrier-mutex")
+        RCU.call { mutex.withLock {} }
+        RCU.barrier()
+        KernelThread(name: "barrier-under-lock") { mutex.withLock { RCU.barrier() } }.join()
+        #expect(Lockdep.reports(involving: mutex.lockClass).map(\.kind) == [.circularDependency])
+    }
 }
