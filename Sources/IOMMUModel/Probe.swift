@@ -107,16 +107,15 @@ extension IOMMUSystem {
     ///
     /// Context: may sleep; not with `group->mutex` held.
     func allocGroupDevice(_ group: IOMMUGroup, _ device: Device) throws(IOMMUError) -> GroupDevice {
-        let deviceLink = "devices/\(device.name)/iommu_group"
-        let created = sysfs.create(deviceLink)
-        precondition(created, "sysfs: \(deviceLink) exists already: \(device) is in two groups")
+        let created = sysfs.create("devices/\(device.name)/iommu_group")
+        precondition(created, "sysfs: devices/\(device.name)/iommu_group exists already: \(device) is in two groups")
         do {
             try faults.check(.allocGroupDevice)
         } catch {
-            sysfs.remove(deviceLink)
+            sysfs.remove("devices/\(device.name)/iommu_group")
             throw error
         }
-        var name = "\(device.name)"
+        var name = device.name
         var suffix = 1
         while !sysfs.create("kernel/iommu_groups/\(group.id)/devices/\(name)") {
             name = "\(device.name).\(suffix)"

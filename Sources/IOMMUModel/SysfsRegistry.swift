@@ -24,9 +24,10 @@ public final class SysfsRegistry: @unchecked Sendable {
     ///
     /// Kernel analogue: `sysfs_create_link()`, `kobject_add()`.
     ///
-    /// Context: may sleep.
-    func create(_ path: String) -> Bool {
+    /// Context: may sleep. `path` is built only with bookkeeping on.
+    func create(_ path: @autoclosure () -> String) -> Bool {
         guard enabled else { return true }
+        let path = path()
         return lock.withLock { entries.insert(path).inserted }
     }
 
@@ -34,9 +35,10 @@ public final class SysfsRegistry: @unchecked Sendable {
     ///
     /// Kernel analogue: `sysfs_remove_link()`, `kobject_del()`.
     ///
-    /// Context: may sleep.
-    func remove(_ path: String) {
+    /// Context: may sleep. `path` is built only with bookkeeping on.
+    func remove(_ path: @autoclosure () -> String) {
         guard enabled else { return }
+        let path = path()
         let removed = lock.withLock { entries.remove(path) != nil }
         precondition(removed, "sysfs: removing \(path), which does not exist")
     }

@@ -65,4 +65,84 @@ import Testing
         #expect(found.count == 1)
         #expect(found.first?.involves(lock.lockClass) == true)
     }
+    @Test func aReaderStandingOnAnUnlinkedElementStillReachesTheElementsAfterIt() {
+        RCU.debugReclamation = true
+        let lock = KernelMutex(name: "rcu-test-list-unlinked-next")
+        let list = RCUList<Device>()
+        let a = Device("a"), b = Device("b"), c = Device("c")
+        lock.withLock { for device in [a, b, c] { list.addTail(device, holding: lock) } }
+        var seen: [String] = []
+        RCU.withReadLock {
+            list.forEach { device in
+                seen.append(device.name)
+                guard device === a else { return }
+                let remover = KernelThread(name: "rcu-test-list-unlinker") {
+                    lock.withLock { _ = list.delete(a, holding: lock); _ = list.delete(b, holding: lock) }
+                }
+                remover.join()
+            }
+        }
+        #expect(seen == ["a", "b", "c"])
+        #expect(names(list) == ["c"])
+        RCU.barrier()
+        #expect(a.isPoisoned && b.isPoisoned && !c.isPoisoned)
+    }
+
+    @Test func theUpdaterMayUnlinkTheElementItIsGiven() {
+        let lock = KernelMutex(name: "rcu-test-list-unlink-in-walk")
+        let list = RCUList<Device>()
+        lock.withLock { for name in ["a", "b", "c"] { list.addTail(Device(name), holding: lock) } }
+        var visited: [String] = []
+        lock.withLock {
+            list.forEachLocked(holding: lock) { device in
+                visited.append(device.name)
+                list.delete(device, holding: lock)
+            }
+        }
+        #expect(visited == ["a", "b", "c"])
+        #expect(lock.withLock { list.isEmpty(holding: lock) })
+        lock.withLock { list.addTail(Device("d"), holding: lock) }
+        #expect(names(list) == ["d"])
+    }
+
+    @Test func readersWalkingDuringConcurrentAddsAndUnlinksNeverSeeAPoisonedElement() {
+        RCU.debugReclamation = true
+        let lock = KernelMutex(name: "rcu-test-list-churn")
+        let list = RCUList<Device>()
+        let done = Flag()
+        let poisonedSeen = Counter()
+        let line: UInt = #line
+        let readers = (0..<2).map { index in
+            KernelThread(name: "rcu-test-list-walker/\(index)") {
+                while !done.isRaised {
+                    RCU.withReadLock {
+                        list.forEach { device in
+                            if device.isPoisoned { poisonedSeen.increment() }
+                            device.assertLive(line: line)
+                        }
+                    }
+                }
+            }
+        }
+        var listed: [Device] = []
+        for round in 0..<20_000 {
+            let device = Device("d\(round)")
+            lock.withLock {
+                list.addTail(device, holding: lock)
+                listed.append(device)
+                // Unlink from the head, the tail or the middle in turn, keeping a few listed.
+                if listed.count > 4 {
+                    let victim = listed.remove(at: [0, listed.count - 1, listed.count / 2][round % 3])
+                    list.unlink(victim, holding: lock)
+                    RCU.retire(victim)
+                }
+            }
+        }
+        done.raise()
+        for reader in readers { reader.join() }
+        RCU.barrier()
+        #expect(poisonedSeen.value == 0)
+        #expect(rcuReports(.useAfterFree, line: line).isEmpty)
+        #expect(names(list) == listed.map(\.name))
+    }
 }
