@@ -102,6 +102,9 @@ final class ProgressReporter: Sendable {
 /// the run with status 1 (like `panic_on_warn`): a lock-order report often precedes the very deadlock it
 /// predicts, and waiting for it would only add a hang to the finding.
 final class Watchdog: Sendable {
+    /// How long the run goes on after its first report, so that findings racing with it are named too.
+    static let settleMicroseconds: UInt32 = 300_000
+
     private let stopped = Atomic<Bool>(false)
     private let thread = Mutex<KernelThread?>(nil)
 
@@ -116,9 +119,14 @@ final class Watchdog: Sendable {
                 let reports = Lockdep.reports
                 if reportsExpected() { accounted = reports.count }
                 if stopAtFirstReport, reports.count > accounted {
-                    let first = reports[accounted]
-                    let reason = "stopped at the first validator report: \(first.kind) "
-                        + "[\(first.classes.joined(separator: ", "))] at \(first.site) by \(first.thread)"
+                    // Let the findings racing with the first one land too (a use after free and the lock
+                    // cycle of the same bug often come within milliseconds), then name one of each kind.
+                    usleep(Watchdog.settleMicroseconds)
+                    var kinds = Set<LockdepReport.Kind>()
+                    let findings = Lockdep.reports.dropFirst(accounted).filter { kinds.insert($0.kind).inserted }.map {
+                        "\($0.kind) [\($0.classes.joined(separator: ", "))] at \($0.site) by \($0.thread)"
+                    }
+                    let reason = "stopped at the first validator report: " + findings.joined(separator: "; also ")
                     say("ksync-stress: \(reason) (--keep-going runs on)")
                     summarise(reason)
                     _exit(1)
