@@ -114,13 +114,14 @@ struct ThreadState {
     }
 
     /// Removes the entry at `index` and recomputes the chain keys of the entries above it, as the kernel
-    /// does when locks are released out of order.
+    /// does when locks are released out of order. A read-section entry keeps the key below it, as
+    /// ``Lockdep/acquire(node:instance:kind:trylock:file:line:)`` gives it.
     mutating func remove(at index: Int) {
         var key = index == 0 ? ChainCache.initialKey : held[index - 1].chainKey
         var position = index
         while position + 1 < depth {
             var entry = held[position + 1]
-            key = ChainCache.extend(key, node: entry.node, trylock: entry.trylock)
+            if entry.kind != .readSection { key = ChainCache.extend(key, node: entry.node, trylock: entry.trylock) }
             entry.chainKey = key
             held[position] = entry
             position += 1

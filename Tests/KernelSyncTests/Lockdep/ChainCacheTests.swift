@@ -51,4 +51,23 @@ import Testing
         #expect(Lockdep.reports(involving: b.lockClass).map(\.kind) == [.circularDependency])
         #expect(Lockdep.reports(involving: a.lockClass).isEmpty)
     }
+
+    @Test func outOfOrderReleaseGivesTheRemainingLocksTheKeysAFreshAcquisitionWould() {
+        let a = KernelMutex(name: "rekey_A")
+        let b = KernelMutex(name: "rekey_B")
+        let section = LockdepMap(name: "rekey_section", readSection: true)
+        KernelThread(name: "rekey") {
+            a.lock()
+            section.acquire()
+            b.lock()
+            a.unlock()
+            let state = ThreadState.current.pointee
+            let nodeB = b.lockClass.index * LockClass.maximumSubclasses
+            #expect(state.depth == 2)
+            #expect(state.held[0].chainKey == ChainCache.initialKey, "a read section adds nothing to the chain")
+            #expect(state.held[1].chainKey == ChainCache.extend(ChainCache.initialKey, node: nodeB, trylock: false))
+            b.unlock()
+            section.release()
+        }.join()
+    }
 }
