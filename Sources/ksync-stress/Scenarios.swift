@@ -12,6 +12,9 @@ struct ScenarioOutcome: Codable, Sendable {
     var failures: [String]
     /// The primitive's own end-of-test text (pipeline histogram and the like).
     var detail: String
+    /// Validator reports the scenario examined itself (its verdict already says what they mean); any
+    /// other report made while it ran fails it.
+    var accountedReports = 0
 }
 
 extension ScenarioName {
@@ -65,7 +68,7 @@ extension ScenarioName {
                 "leaked group_devices": counters.liveGroupDevices, "leaked groups": counters.liveGroups,
                 "model warnings": counters.warningCount,
             ],
-            failures: failures, detail: result.description)
+            failures: failures, detail: result.description, accountedReports: result.reports.count)
     }
 
     private func runRCU(_ options: StressOptions) -> ScenarioOutcome {
@@ -117,7 +120,7 @@ extension ScenarioName {
             name: rawValue, passed: result.passed,
             counts: ["acquisitions": result.acquisitions, "exclusion violations": result.exclusionViolations,
                      "reports": result.reports.count],
-            failures: failures, detail: result.description)
+            failures: failures, detail: result.description, accountedReports: result.reports.count)
     }
 }
 

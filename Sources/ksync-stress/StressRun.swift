@@ -34,8 +34,14 @@ struct StressRun {
             current.withLock { $0 = scenario }
             say("ksync-stress: === \(scenario.rawValue) ===")
             let progress = options.quiet ? nil : ProgressReporter(scenario: scenario, started: started)
-            let outcome = scenario.run(options)
+            let reportsBefore = Lockdep.reports.count
+            var outcome = scenario.run(options)
             progress?.stop()
+            let unaccounted = Lockdep.reports.count - reportsBefore - outcome.accountedReports
+            if unaccounted > 0 {
+                outcome.passed = false
+                outcome.failures.append("\(unaccounted) validator report\(unaccounted == 1 ? "" : "s") beyond what the scenario checked")
+            }
             if !options.quiet { say(outcome.detail, terminator: "") }
             say("ksync-stress: \(outcome.name): \(outcome.passed ? "PASS" : "FAIL")"
                 + (outcome.failures.isEmpty ? "" : " — " + outcome.failures.joined(separator: "; ")))
