@@ -41,11 +41,10 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
         self.device = device
         self.name = name
         self.group = group
-        let owner = WorkOwner()
-        let system = group.system
-        // Every group_device's work is made here: one pseudo-lock class, "gdev->broken_work".
-        brokenWork = WorkItem(name: "gdev->broken_work", class: system.lockClasses.brokenWork) { _ in
-            system.brokenWorkFunction(owner)
+        let owner = WorkOwner(system: group.system)
+        // The closure captures one reference and nothing else, so it needs no context allocation.
+        brokenWork = WorkItem(name: "gdev->broken_work", class: group.system.lockClasses.brokenWork) { _ in
+            owner.run()
         }
         super.init()
         owner.device = self
@@ -57,7 +56,16 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
 /// How the work function reaches its group_device without keeping it alive (which would be a
 /// reference cycle through ``GroupDevice/brokenWork``). The kernel's `container_of()`.
 final class WorkOwner: @unchecked Sendable {
+    /// The system whose broken work this is.
+    let system: IOMMUSystem
     /// Set once, right after the group_device's init and before its work can be queued; cleared by
     /// ARC only when the group_device is truly gone.
     weak var device: GroupDevice?
+
+    init(system: IOMMUSystem) {
+        self.system = system
+    }
+
+    /// The work function.
+    func run() { system.brokenWorkFunction(self) }
 }

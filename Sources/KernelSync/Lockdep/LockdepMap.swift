@@ -69,8 +69,44 @@ public final class LockdepMap: @unchecked Sendable, CustomStringConvertible {
 
     @usableFromInline @inline(never)
     func releaseUnheld(file: StaticString, line: UInt) {
+        LockdepMap.reportUnheldRelease(of: lockClass, file: file, line: line)
+    }
+
+    /// Reports the release of a pseudo-lock of `lockClass` that the calling thread does not hold.
+    @inline(never)
+    static func reportUnheldRelease(of lockClass: LockClass, file: StaticString, line: UInt) {
         Lockdep.emit(ReportText.badUnlock(
             kind: .badUnlockBalance, lockClass: lockClass, thread: ThreadState.current.pointee.threadDescription,
             owner: nil, site: "\(file):\(line)"))
+    }
+}
+
+/// A pseudo-lock embedded in another object, whose address is its identity: a ``LockdepMap`` without an
+/// allocation of its own, for objects made by the million (the kernel embeds `struct lockdep_map` in
+/// `struct work_struct` for the same reason).
+///
+/// Context: the owner must outlive every acquisition (it is not retained).
+struct EmbeddedLockdepMap {
+    let lockClass: LockClass
+    /// The owning object's address.
+    let identity: UnsafeRawPointer
+
+    init(class lockClass: LockClass, owner: AnyObject) {
+        self.lockClass = lockClass
+        identity = UnsafeRawPointer(Unmanaged.passUnretained(owner).toOpaque())
+    }
+
+    /// As ``LockdepMap/acquire(subclass:trylock:file:line:)``.
+    func acquire(file: StaticString = #fileID, line: UInt = #line) {
+        guard Lockdep.isValidating else { return }
+        Lockdep.acquire(
+            node: lockClass.index * LockClass.maximumSubclasses, instance: identity, kind: .pseudo,
+            trylock: false, file: file, line: line)
+    }
+
+    /// As ``LockdepMap/release(file:line:)``.
+    func release(file: StaticString = #fileID, line: UInt = #line) {
+        guard Lockdep.isValidating else { return }
+        if !Lockdep.release(instance: identity) { LockdepMap.reportUnheldRelease(of: lockClass, file: file, line: line) }
     }
 }

@@ -65,6 +65,8 @@ final class Reclaimer: @unchecked Sendable {
 
     /// Guarded by: lock.
     @exclusivity(unchecked) private var queue: [Callback] = []
+    /// Guarded by: lock. The last batch's array, emptied with its capacity kept: the next queue.
+    @exclusivity(unchecked) private var spare: [Callback] = []
     /// Guarded by: lock. Callbacks queued since start.
     @exclusivity(unchecked) private(set) var queuedTotal: UInt64 = 0
     /// Guarded by: lock. Callbacks run since start; they run in queue order.
@@ -218,7 +220,8 @@ final class Reclaimer: @unchecked Sendable {
                 }
                 expedite = false
                 let batch = queue
-                queue = []
+                queue = spare
+                spare = []
                 batchNumber += 1
                 // Callers snapshot their target before taking the lock, so queue order is not target
                 // order: the batch waits for the latest target of any of its callbacks.
@@ -231,9 +234,13 @@ final class Reclaimer: @unchecked Sendable {
             for callback in batch { callback.perform() }
             // Callbacks (and the objects they hold) are released before they count as run, and under
             // the callbacks' pseudo-lock: a back-pressure waiter waits for their deinits too.
-            batch.removeAll()
+            batch.removeAll(keepingCapacity: batch.capacity <= Reclaimer.batchSize)
             if validating { callbacksMap.releaseRecorded() }
             lock.withLock {
+                // The emptied batch becomes the next queue, so queueing does not regrow an array from
+                // nothing after every batch.
+                spare = batch
+                batch = []
                 ranTotal += ran
                 progress.broadcast()
             }

@@ -36,9 +36,8 @@ public final class WorkItem: Sendable, CustomStringConvertible {
         name: String? = nil, file: StaticString = #fileID, line: UInt = #line,
         _ function: @escaping @Sendable (WorkItem) -> Void
     ) {
-        let map = LockdepMap(name: name.map { "(work_completion)\($0)" }, file: file, line: line)
-        core = WorkItemCore(name: name ?? "\(file):\(line)", map: map, function: function)
-        core.owner = self
+        let lockClass = LockClass.forSite(file: file, line: line, name: name.map { "(work_completion)\($0)" })
+        core = WorkItemCore(name: name ?? "\(file):\(line)", lockClass: lockClass, function: function)
     }
 
     /// Creates an idle item that runs `function`, with an explicit pseudo-lock class: for items made at
@@ -47,8 +46,7 @@ public final class WorkItem: Sendable, CustomStringConvertible {
     ///
     /// Kernel analogue: `INIT_WORK()` followed by `lockdep_init_map()` with the class's key.
     public init(name: String? = nil, class lockClass: LockClass, _ function: @escaping @Sendable (WorkItem) -> Void) {
-        core = WorkItemCore(name: name ?? lockClass.name, map: LockdepMap(class: lockClass), function: function)
-        core.owner = self
+        core = WorkItemCore(name: name ?? lockClass.name, lockClass: lockClass, function: function)
     }
 
     deinit {
@@ -57,7 +55,7 @@ public final class WorkItem: Sendable, CustomStringConvertible {
 
     public var name: String { core.name }
     /// The item's pseudo-lock class, to find its reports with ``Lockdep/reports(involving:)``.
-    public var lockClass: LockClass { core.map.lockClass }
+    public var lockClass: LockClass { core.lockClass }
     /// Whether an instance is queued and has not started (a racy snapshot).
     public var isPending: Bool { core.isPending }
     /// Whether the function is running on a worker (a racy snapshot).
@@ -86,7 +84,7 @@ public final class WorkItem: Sendable, CustomStringConvertible {
     /// withdraws the pending instance and returns without waiting.
     @discardableResult
     public func cancelSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.cancelSync(disabling: false, call: "cancel_work_sync(\(name))", file: file, line: line)
+        core.cancelSync(disabling: false, file: file, line: line)
     }
 
     /// Waits until the instance pending or running at the call has finished; a delayed instance is made
@@ -121,7 +119,7 @@ public final class WorkItem: Sendable, CustomStringConvertible {
     /// returns without waiting.
     @discardableResult
     public func disableSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.cancelSync(disabling: true, call: "disable_work_sync(\(name))", file: file, line: line)
+        core.cancelSync(disabling: true, file: file, line: line)
     }
 
     /// Removes a disable level. Returns whether the item can be queued again. An enable without a

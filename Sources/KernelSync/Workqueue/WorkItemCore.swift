@@ -11,40 +11,54 @@ final class WorkItemCore: @unchecked Sendable {
     typealias State = WorkItemState<Workqueue>
 
     let name: String
-    /// The item's pseudo-lock: held by the worker around the function, acquired and released by
-    /// `cancelSync`, `flush` and `disableSync` in their caller.
-    let map: LockdepMap
+    /// The class of the item's pseudo-lock (``map``).
+    let lockClass: LockClass
     let function: @Sendable (WorkItem) -> Void
-    /// The public handle. Written once by ``WorkItem``'s init before the item can be queued; queueing
-    /// (the queue lock) orders that write before a worker's read.
-    weak var owner: WorkItem?
+    /// The public handle, linked by the first queueing (under ``lock``), which holds the handle:
+    /// an item that is never queued (most are cancelled or disabled idle) never pays for the weak
+    /// reference's side table. Queueing (the queue lock) orders the write before a worker's read.
+    ///
+    /// Guarded by: lock, for writes.
+    private weak var owner: WorkItem?
+    /// Guarded by: lock. Whether ``owner`` was linked.
+    @exclusivity(unchecked) private var ownerLinked = false
 
-    private let lock = PthreadMutex()
-    /// Signalled after every transition that ends a run or withdraws an instance.
-    private let changed = PthreadCondition()
-    /// Guarded by: lock. Behind a pointer rather than in a class `var`, so the per-item paths pay no
-    /// dynamic exclusivity check; wait loops read it through the pointer, after every wait.
-    private let state: UnsafeMutablePointer<State>
+    /// Guarded by: lock. A class `var` that opts out of the dynamic exclusivity check: the lock is what
+    /// makes access exclusive, and the check would cost more than the rest of an idle cancel. Wait loops
+    /// read it again after every wait.
+    @exclusivity(unchecked) private var state = State()
 
-    init(name: String, map: LockdepMap, function: @escaping @Sendable (WorkItem) -> Void) {
+    init(name: String, lockClass: LockClass, function: @escaping @Sendable (WorkItem) -> Void) {
         self.name = name
-        self.map = map
+        self.lockClass = lockClass
         self.function = function
-        state = .allocate(capacity: 1)
-        state.initialize(to: State())
     }
 
-    deinit {
-        state.deinitialize(count: 1)
-        state.deallocate()
-        changed.destroy()
-        lock.destroy()
+    /// The item's pseudo-lock: held by the worker around the function, acquired and released by
+    /// `cancelSync`, `flush` and `disableSync` in their caller. Embedded: its identity is the item's.
+    var map: EmbeddedLockdepMap { EmbeddedLockdepMap(class: lockClass, owner: self) }
+
+    /// The item's lock and condition, from the shared table (items are many and seldom waited on): the
+    /// lock guards ``state``; the condition is signalled after every transition that ends a run or
+    /// withdraws an instance. Nothing here holds the lock while taking another item's, or drops the last
+    /// reference to another item, as the table requires.
+    private var waitEntry: HashedWaitTable.Entry {
+        HashedWaitTable.shared.entry(for: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()))
+    }
+    private var lock: PthreadMutex { waitEntry.lock }
+    private var changed: PthreadCondition { waitEntry.condition }
+
+    /// Links the public handle on first queueing. Context: lock held; `item` is this core's handle.
+    private func linkOwner(_ item: WorkItem) {
+        guard !ownerLinked else { return }
+        owner = item
+        ownerLinked = true
     }
 
     /// A snapshot, for reports and tests.
-    var stateDescription: String { lock.withLock { state.pointee.description } }
-    var isPending: Bool { lock.withLock { state.pointee.isPending } }
-    var isRunning: Bool { lock.withLock { state.pointee.isRunning } }
+    var stateDescription: String { lock.withLock { state.description } }
+    var isPending: Bool { lock.withLock { state.isPending } }
+    var isRunning: Bool { lock.withLock { state.isRunning } }
 
     // MARK: Queueing
 
@@ -53,11 +67,12 @@ final class WorkItemCore: @unchecked Sendable {
     ///
     /// Ordering: the item lock and the queue lock are released after the instance is listed, and the
     /// worker takes the queue lock to take it: the caller's earlier writes happen before the function.
-    func queue(on queue: Workqueue, delayNanoseconds delay: UInt64?, file: StaticString, line: UInt) -> Bool {
+    func queue(_ item: WorkItem, on queue: Workqueue, delayNanoseconds delay: UInt64?, file: StaticString, line: UInt) -> Bool {
         let caller = KernelThread.currentID
         let outcome = lock.withLock {
-            queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
-                guard case .enqueue(let instance) = state.pointee.queue(placement: queue) else { return nil }
+            linkOwner(item)
+            return queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
+                guard case .enqueue(let instance) = state.queue(placement: queue) else { return nil }
                 return WorkEntry(item: self, sequence: instance.sequence)
             }
         }
@@ -67,12 +82,13 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// `mod_delayed_work`: the pending instance (if any) is withdrawn and a new one queued on `queue`
     /// after `delay` nanoseconds. Returns whether an instance was pending.
-    func modifyDelay(on queue: Workqueue, delayNanoseconds delay: UInt64, file: StaticString, line: UInt) -> Bool {
+    func modifyDelay(_ item: WorkItem, on queue: Workqueue, delayNanoseconds delay: UInt64, file: StaticString, line: UInt) -> Bool {
         let caller = KernelThread.currentID
         var withdrawn: State.Withdrawal?
         let outcome = lock.withLock {
-            queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
-                switch state.pointee.modify(placement: queue) {
+            linkOwner(item)
+            return queue.admit(caller: caller, delayNanoseconds: delay) { () -> WorkEntry? in
+                switch state.modify(placement: queue) {
                 case .refuse:
                     return nil
                 case .enqueue(let new):
@@ -103,7 +119,7 @@ final class WorkItemCore: @unchecked Sendable {
     func process(_ entry: WorkEntry, on queue: Workqueue, runner: Int32) -> UInt64? {
         // A released owner withdraws its pending instance in deinit; this entry is then stale.
         guard let owner else { return entry.epoch }
-        var claim = lock.withLock { state.pointee.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
+        var claim = lock.withLock { state.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
         if case .waitForRunningElsewhere = claim {
             claim = claimAfterRunElsewhere(entry, on: queue, runner: runner)
         }
@@ -116,7 +132,7 @@ final class WorkItemCore: @unchecked Sendable {
         }
         while true {
             queue.run(self, owner: owner)
-            let finish = lock.withLock { state.pointee.finish(runner: runner) }
+            let finish = lock.withLock { state.finish(runner: runner) }
             changed.broadcast()
             switch finish {
             case .idle(let retired):
@@ -131,7 +147,7 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// `cancel_work`: withdraws the pending instance without waiting. Returns whether one was pending.
     func cancel() -> Bool {
-        let withdrawn = lock.withLock { state.pointee.cancel() }
+        let withdrawn = lock.withLock { state.cancel() }
         guard let withdrawn else { return false }
         settle(withdrawn)
         changed.broadcast()
@@ -143,29 +159,62 @@ final class WorkItemCore: @unchecked Sendable {
     /// instance was pending.
     ///
     /// Context: may block. From the item's own function it reports and does not wait.
-    func cancelSync(disabling: Bool, call: String, file: StaticString, line: UInt) -> Bool {
-        Lockdep.mightSleep(call, file: file, line: line)
+    func cancelSync(disabling: Bool, file: StaticString, line: UInt) -> Bool {
+        Lockdep.mightSleep(syncCallName(disabling: disabling), file: file, line: line)
         let caller = KernelThread.currentID
-        let fromOwnFunction = lock.withLock { state.pointee.isRunning(on: caller) }
-        if fromOwnFunction {
-            reportSelfFlush(call: call, site: "\(file):\(line)")
-            let withdrawn = lock.withLock { disabling ? state.pointee.disable() : state.pointee.cancel() }
+        // With the validator on, the own-function check must come before the pseudo-lock is recorded:
+        // recorded from its own function, it would read as recursive locking, not as a self-flush.
+        if Lockdep.isValidating {
+            if lock.withLock({ state.isRunning(on: caller) }) {
+                return cancelFromOwnFunction(disabling: disabling, file: file, line: line)
+            }
+            map.acquire(file: file, line: line)
+            map.release(file: file, line: line)
+        }
+        // One pass under the lock: the withdrawal, and for an item that is not running (the common
+        // case) the end of the call as well.
+        enum Step { case ownFunction, done(State.Withdrawal?), wait(State.Withdrawal?) }
+        let step: Step = lock.withLock {
+            if state.isRunning(on: caller) { return .ownFunction }
+            let withdrawn = disabling ? state.disable() : state.beginCancelSync()
+            guard state.isRunning else {
+                if !disabling { state.endCancelSync() }
+                return .done(withdrawn)
+            }
+            return .wait(withdrawn)
+        }
+        switch step {
+        case .ownFunction:
+            return cancelFromOwnFunction(disabling: disabling, file: file, line: line)
+        case .done(let withdrawn):
+            guard let withdrawn else { return false }
+            settle(withdrawn)
+            changed.broadcast()
+            return true
+        case .wait(let withdrawn):
             if let withdrawn { settle(withdrawn) }
             changed.broadcast()
+            lock.withLock {
+                while state.isRunning { changed.wait(lock) }
+                if !disabling { state.endCancelSync() }
+            }
             return withdrawn != nil
         }
-        map.acquire(file: file, line: line)
-        map.release(file: file, line: line)
-        let withdrawn = lock.withLock {
-            if disabling { state.pointee.disable() } else { state.pointee.beginCancelSync() }
-        }
+    }
+
+    /// `cancel_work_sync` or `disable_work_sync` from the item's own function: reported; withdraws
+    /// (and disables) without waiting for itself.
+    private func cancelFromOwnFunction(disabling: Bool, file: StaticString, line: UInt) -> Bool {
+        reportSelfFlush(call: syncCallName(disabling: disabling), site: "\(file):\(line)")
+        let withdrawn = lock.withLock { disabling ? state.disable() : state.cancel() }
         if let withdrawn { settle(withdrawn) }
         changed.broadcast()
-        lock.withLock {
-            while state.pointee.isRunning { changed.wait(lock) }
-            if !disabling { state.pointee.endCancelSync() }
-        }
         return withdrawn != nil
+    }
+
+    /// The kernel name of a synchronous cancel, for reports (built only when one is made).
+    private func syncCallName(disabling: Bool) -> String {
+        "\(disabling ? "disable_work_sync" : "cancel_work_sync")(\(name))"
     }
 
     /// `flush_work`: waits until the instance pending or running at the call has finished (a delayed
@@ -183,7 +232,7 @@ final class WorkItemCore: @unchecked Sendable {
         let call = "flush_work(\(name))"
         Lockdep.mightSleep(call, file: file, line: line)
         let caller = KernelThread.currentID
-        let fromOwnFunction = lock.withLock { state.pointee.isRunning(on: caller) }
+        let fromOwnFunction = lock.withLock { state.isRunning(on: caller) }
         if fromOwnFunction {
             reportSelfFlush(call: call, site: "\(file):\(line)")
             return false
@@ -191,10 +240,10 @@ final class WorkItemCore: @unchecked Sendable {
         map.acquire(file: file, line: line)
         map.release(file: file, line: line)
         let target: (sequence: UInt64, queue: Workqueue, isPending: Bool)? = lock.withLock {
-            guard let sequence = state.pointee.flushTarget,
-                  let instance = state.pointee.pending ?? state.pointee.running?.instance
+            guard let sequence = state.flushTarget,
+                  let instance = state.pending ?? state.running?.instance
             else { return nil }
-            return (sequence, instance.placement, state.pointee.isPending)
+            return (sequence, instance.placement, state.isPending)
         }
         guard let target else { return false }
         if target.queue.maxActive == 1 {
@@ -204,7 +253,7 @@ final class WorkItemCore: @unchecked Sendable {
         }
         if target.isPending { target.queue.expedite(item: self, sequence: target.sequence) }
         lock.withLock {
-            while !state.pointee.hasFinished(through: target.sequence) { changed.wait(lock) }
+            while !state.hasFinished(through: target.sequence) { changed.wait(lock) }
         }
         return true
     }
@@ -212,7 +261,7 @@ final class WorkItemCore: @unchecked Sendable {
     /// `disable_work`: one more disable level, withdrawing the pending instance. Returns whether one was
     /// pending.
     func disable() -> Bool {
-        let withdrawn = lock.withLock { state.pointee.disable() }
+        let withdrawn = lock.withLock { state.disable() }
         guard let withdrawn else { return false }
         settle(withdrawn)
         changed.broadcast()
@@ -221,7 +270,7 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// `enable_work`: one disable level less. Returns whether queueing works again.
     func enable(file: StaticString, line: UInt) -> Bool {
-        let result = lock.withLock { state.pointee.enable() }
+        let result = lock.withLock { state.enable() }
         switch result {
         case .enabled: return true
         case .stillDisabled: return false
@@ -234,8 +283,12 @@ final class WorkItemCore: @unchecked Sendable {
     /// The owner released its handle: a pending instance is withdrawn and reported (a running one
     /// cannot be: the worker holds the handle until the function returns).
     func ownerReleased() {
-        let (withdrawn, description) = lock.withLock { (state.pointee.cancel(), state.pointee.description) }
-        guard let withdrawn else { return }
+        let released: (withdrawn: State.Withdrawal, description: String)? = lock.withLock {
+            guard state.isPending else { return nil }
+            let description = state.description
+            return state.cancel().map { ($0, description) }
+        }
+        guard let (withdrawn, description) = released else { return }
         settle(withdrawn)
         changed.broadcast()
         Lockdep.emit(WorkqueueReports.releasedWhilePending(item: self, state: description))
@@ -244,7 +297,7 @@ final class WorkItemCore: @unchecked Sendable {
     /// Withdraws instance `sequence` if it is still pending and unclaimed: a queue being destroyed takes
     /// its entries back. Returns whether it did.
     func abandon(sequence: UInt64) -> Bool {
-        let abandoned = lock.withLock { state.pointee.abandon(sequence: sequence) }
+        let abandoned = lock.withLock { state.abandon(sequence: sequence) }
         if abandoned { changed.broadcast() }
         return abandoned
     }
@@ -266,7 +319,7 @@ final class WorkItemCore: @unchecked Sendable {
         }
         return lock.withLock {
             while true {
-                let claim = state.pointee.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch)
+                let claim = state.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch)
                 guard case .waitForRunningElsewhere = claim else { return claim }
                 changed.wait(lock)
             }

@@ -130,7 +130,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     /// function (chained queueing).
     @discardableResult
     public func queue(_ item: WorkItem, file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        item.core.queue(on: self, delayNanoseconds: nil, file: file, line: line)
+        item.core.queue(item, on: self, delayNanoseconds: nil, file: file, line: line)
     }
 
     /// Queues `item` to become ready after `delay` (zero or negative: at once; beyond the clock's range,
@@ -141,7 +141,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     /// Context: as ``queue(_:file:line:)``.
     @discardableResult
     public func queue(_ item: WorkItem, after delay: Duration, file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        item.core.queue(on: self, delayNanoseconds: nanoseconds(delay), file: file, line: line)
+        item.core.queue(item, on: self, delayNanoseconds: nanoseconds(delay), file: file, line: line)
     }
 
     /// Sets the delay of `item` to `delay` from now: a pending instance is withdrawn (its timer
@@ -153,7 +153,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     /// Context: as ``queue(_:file:line:)``.
     @discardableResult
     public func modifyDelay(of item: WorkItem, to delay: Duration, file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        item.core.modifyDelay(on: self, delayNanoseconds: nanoseconds(delay), file: file, line: line)
+        item.core.modifyDelay(item, on: self, delayNanoseconds: nanoseconds(delay), file: file, line: line)
     }
 
     // MARK: Flush, drain, destroy
