@@ -26,6 +26,7 @@ extension IOMMUSystem {
                 guard let gdev = found else { return false }
                 hooks.reportFoundDevice?(gdev)
                 checkLive(gdev)
+                gdev.workOwner.link(gdev)
                 let queued = brokenWorkQueue.queue(gdev.brokenWork)
                 if queued { counters.reportsQueued.increment() } else { counters.reportsRefused.increment() }
                 return queued

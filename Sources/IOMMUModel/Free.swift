@@ -8,7 +8,8 @@ extension IOMMUSystem {
     /// - freeUnderMutex: called with `group->mutex` held; `cancel_work_sync()`, then `kfree_rcu()`.
     /// - deferredCancel: `lockdep_assert_not_held()`, `cancel_work_sync()`, `kfree_rcu()`.
     /// - deferredDisable: `lockdep_assert_not_held()`, `synchronize_rcu()`, `disable_work_sync()`, then
-    ///   the free (`kfree()` in v4; here RCU debug reclamation too, so a late access is still caught).
+    ///   the free: `kfree()` as in v4, or, with ``KernelSync/RCU/debugReclamation`` on, `kfree_rcu()`, so that
+///   the quarantine still catches a late access.
     /// - deferredDisableRCU: `lockdep_assert_not_held()`, `disable_work_sync()`, `kfree_rcu()`.
     ///
     /// A second free of one group_device raises ``IOMMUWarning/doubleFree`` and does nothing else.
@@ -39,6 +40,11 @@ extension IOMMUSystem {
         hooks.freeQuiescedWork?(gdev)
 
         counters.groupDevicesFreed.increment()
+        if variant == .deferredDisable && !RCU.debugReclamation {
+            // A grace period has passed already: v4's plain kfree(). Dropping the caller's reference is
+            // the free (readers that found it have left their sections; ARC keeps any other holder safe).
+            return
+        }
         RCU.retire(gdev)
     }
 }

@@ -31,6 +31,8 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
     public internal(set) var resetting = false
     /// Quarantines the device; queued by ``IOMMUSystem/reportDeviceBroken(_:)``.
     public let brokenWork: WorkItem
+    /// What ``brokenWork``'s function reaches this group_device through; linked by the first report.
+    let workOwner: WorkOwner
     /// Set by the first free; a second free is a model warning.
     ///
     /// Ordering: acquiring-and-releasing exchange, so that one free wins.
@@ -46,8 +48,8 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
         brokenWork = WorkItem(name: "gdev->broken_work", class: group.system.lockClasses.brokenWork) { _ in
             owner.run()
         }
+        workOwner = owner
         super.init()
-        owner.device = self
     }
 
     public var description: String { "GroupDevice(\(name) in group \(group.id))" }
@@ -55,16 +57,39 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
 
 /// How the work function reaches its group_device without keeping it alive (which would be a
 /// reference cycle through ``GroupDevice/brokenWork``). The kernel's `container_of()`.
+///
+/// The weak reference is linked by the first report that queues the work, not at allocation: most
+/// group_devices are never reported broken, and an object that is the target of a weak reference gets
+/// a side table, which costs an allocation and sends every retain and release of it down the runtime's
+/// slow path.
 final class WorkOwner: @unchecked Sendable {
     /// The system whose broken work this is.
     let system: IOMMUSystem
-    /// Set once, right after the group_device's init and before its work can be queued; cleared by
-    /// ARC only when the group_device is truly gone.
-    weak var device: GroupDevice?
+    /// The group_device, once linked; ARC clears it when the group_device is truly gone. A
+    /// Synchronization mutex (a futex word, not a validated lock): linking happens in atomic context.
+    private let link = Mutex<WeakGroupDevice>(WeakGroupDevice())
+
+    struct WeakGroupDevice {
+        weak var device: GroupDevice?
+        var linked = false
+    }
 
     init(system: IOMMUSystem) {
         self.system = system
     }
+
+    /// Links `gdev`, whose work this is, before its first queueing. Context: any; the caller holds a
+    /// reference to `gdev`.
+    func link(_ gdev: GroupDevice) {
+        link.withLock { link in
+            guard !link.linked else { return }
+            link.device = gdev
+            link.linked = true
+        }
+    }
+
+    /// The group_device, or nil if it has been deallocated (or was never linked).
+    var device: GroupDevice? { link.withLock { $0.device } }
 
     /// The work function.
     func run() { system.brokenWorkFunction(self) }

@@ -271,8 +271,9 @@ public enum RCU {
 struct RetiredObject: @unchecked Sendable {
     let object: AnyObject
 
+    /// Context: the reclaimer, with debug reclamation on.
     func reclaim() {
-        if RCU.debugReclamation, let protected = object as? RCUProtected {
+        if let protected = object as? RCUProtected {
             protected.poison()
             Quarantine.shared.hold(protected)
         }

@@ -38,10 +38,12 @@ final class Reclaimer: @unchecked Sendable {
         let target: UInt64
         let action: Action
 
-        func perform() {
+        /// Runs the callback. Releasing an object does nothing here (dropping the batch does it) unless
+        /// `debugReclamation` quarantines it.
+        func perform(debugReclamation: Bool) {
             switch action {
             case .run(let body): body()
-            case .release(let retired): retired.reclaim()
+            case .release(let retired): if debugReclamation { retired.reclaim() }
             }
         }
     }
@@ -231,7 +233,11 @@ final class Reclaimer: @unchecked Sendable {
             let ran = UInt64(batch.count)
             let validating = Lockdep.isValidating
             if validating { callbacksMap.acquire() }
-            for callback in batch { callback.perform() }
+            let debugReclamation = RCU.debugReclamation
+            // Through the buffer, so that no callback is copied (and its object retained) to run it.
+            batch.withUnsafeBufferPointer { callbacks in
+                for index in callbacks.indices { callbacks[index].perform(debugReclamation: debugReclamation) }
+            }
             // Callbacks (and the objects they hold) are released before they count as run, and under
             // the callbacks' pseudo-lock: a back-pressure waiter waits for their deinits too.
             batch.removeAll(keepingCapacity: batch.capacity <= Reclaimer.batchSize)
