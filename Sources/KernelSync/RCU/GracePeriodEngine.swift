@@ -116,14 +116,7 @@ final class GracePeriodEngine: @unchecked Sendable {
         gpLock.withLock {
             while !hasElapsed(target) {
                 if gpRunning {
-                    // A grace period with no reader in the way takes a few microseconds: poll for its
-                    // end before sleeping, since a futex sleep and wake-up costs more than that and
-                    // would leave the next grace period waiting for this thread to be scheduled.
-                    let running = sequence.load(ordering: .relaxed)
-                    _ = gpLock.unlock()
-                    let ended = pollForEnd(of: running)
-                    _ = gpLock.lock()
-                    if !ended && gpRunning && sequence.load(ordering: .relaxed) == running { gpDone.wait(gpLock) }
+                    gpDone.wait(gpLock)
                     continue
                 }
                 gpRunning = true
@@ -136,24 +129,6 @@ final class GracePeriodEngine: @unchecked Sendable {
             }
         }
         return led
-    }
-
-    /// How long a waiter polls for a running grace period to end before it sleeps.
-    static let pollNanoseconds: UInt64 = 20_000
-
-    /// Polls, for up to ``pollNanoseconds``, until ``sequence`` moves past `running` (the odd value of a
-    /// running grace period). Returns whether it did. Context: no lock held.
-    private func pollForEnd(of running: UInt64) -> Bool {
-        let deadline = monotonicNanoseconds() + GracePeriodEngine.pollNanoseconds
-        var spins = 0
-        while sequence.load(ordering: .acquiring) == running {
-            spins += 1
-            if spins % 64 == 0 {
-                if monotonicNanoseconds() > deadline { return false }
-                sched_yield()
-            }
-        }
-        return true
     }
 
     /// liburcu `smp_mb_master()`: a full barrier on every running thread of the process (membarrier), or
