@@ -31,12 +31,20 @@ open class RCUProtected: @unchecked Sendable {
     /// (retire and poison with ``RCU/debugReclamation`` on, and reports).
     /// `nonisolated(unsafe)`: a handle to a pthread mutex at a fixed address, thread-safe by design.
     nonisolated(unsafe) private static let historyLock = PthreadMutex()
-    /// Guarded by: historyLock.
-    private var retiredBy = ""
-    /// Guarded by: historyLock.
-    private var freedBy = ""
+    /// Guarded by: historyLock. Each retired object's history ("retired at …", "freed by …"), kept out
+    /// of the objects themselves: only debug reclamation writes it, and two strings in every object
+    /// would cost every allocation of a protected type 32 bytes. An entry goes with its object (deinit).
+    nonisolated(unsafe) private static var histories: [ObjectIdentifier: [String]] = [:]
 
     public init() {}
+
+    deinit {
+        // Only a retired object can have a history; a live one never takes the lock here.
+        if lifecycle.load(ordering: .relaxed) != RCUProtected.live {
+            let key = ObjectIdentifier(self)
+            RCUProtected.historyLock.withLock { _ = RCUProtected.histories.removeValue(forKey: key) }
+        }
+    }
 
     /// Reports an access to the object after its grace period (with ``RCU/debugReclamation`` on).
     ///
@@ -58,7 +66,7 @@ open class RCUProtected: @unchecked Sendable {
             + "after grace period #\(RCU.completedGracePeriods)"
         let earlier: String? = RCUProtected.historyLock.withLock {
             guard lifecycle.load(ordering: .relaxed) == RCUProtected.live else { return self.history }
-            retiredBy = history
+            RCUProtected.histories[ObjectIdentifier(self)] = [history]
             lifecycle.store(RCUProtected.retired, ordering: .releasing)
             return nil
         }
@@ -73,7 +81,7 @@ open class RCUProtected: @unchecked Sendable {
             + "#\(RCU.completedGracePeriods), \(monotonicNanoseconds() / 1_000_000) ms after boot"
         RCUProtected.historyLock.withLock {
             guard lifecycle.load(ordering: .relaxed) != RCUProtected.poisoned else { return }
-            freedBy = freed
+            RCUProtected.histories[ObjectIdentifier(self), default: []].append(freed)
             lifecycle.store(RCUProtected.poisoned, ordering: .releasing)
         }
     }
@@ -82,7 +90,7 @@ open class RCUProtected: @unchecked Sendable {
 
     /// The history so far. Context: historyLock held.
     private var history: String {
-        [retiredBy, freedBy].filter { !$0.isEmpty }.joined(separator: "\n")
+        RCUProtected.histories[ObjectIdentifier(self)]?.joined(separator: "\n") ?? ""
     }
 
     @usableFromInline @inline(never)
