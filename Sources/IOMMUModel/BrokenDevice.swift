@@ -26,7 +26,8 @@ extension IOMMUSystem {
                 guard let gdev = found else { return false }
                 hooks.reportFoundDevice?(gdev)
                 checkLive(gdev)
-                gdev.workOwner.link(gdev)
+                // container_of(): linked before the first queueing, by a reporter that holds gdev.
+                if gdev.brokenWork.context == nil { gdev.brokenWork.context = gdev }
                 let queued = brokenWorkQueue.queue(gdev.brokenWork)
                 if queued { counters.reportsQueued.increment() } else { counters.reportsRefused.increment() }
                 return queued
@@ -42,9 +43,9 @@ extension IOMMUSystem {
     /// attach to `group->blocking_domain`, `gdev->blocked = true`, `group->recovery_cnt++`.
     ///
     /// Context: a worker of ``brokenWorkQueue``; may sleep; takes `group->mutex`.
-    func brokenWorkFunction(_ owner: WorkOwner) {
+    func brokenWorkFunction(_ item: WorkItem) {
         hooks.brokenWorkStarts?()
-        guard let gdev = owner.device else {
+        guard let gdev = item.context as? GroupDevice else {
             warn(.groupDeviceUseAfterFree, "broken_work ran after its group_device was deallocated")
             return
         }

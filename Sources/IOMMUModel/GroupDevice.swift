@@ -31,8 +31,6 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
     public internal(set) var resetting = false
     /// Quarantines the device; queued by ``IOMMUSystem/reportDeviceBroken(_:)``.
     public let brokenWork: WorkItem
-    /// What ``brokenWork``'s function reaches this group_device through; linked by the first report.
-    let workOwner: WorkOwner
     /// Set by the first free; a second free is a model warning.
     ///
     /// Ordering: acquiring-and-releasing exchange, so that one free wins.
@@ -43,54 +41,16 @@ public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringC
         self.device = device
         self.name = name
         self.group = group
-        let owner = WorkOwner(system: group.system)
-        // The closure captures one reference and nothing else, so it needs no context allocation.
-        brokenWork = WorkItem(name: "gdev->broken_work", class: group.system.lockClasses.brokenWork) { _ in
-            owner.run()
+        let system = group.system
+        // The closure captures one reference and nothing else, so it needs no context allocation. The
+        // work finds its group_device through the item's context, which the first report links (a weak
+        // reference made at allocation would give every group_device a side table, and send all its
+        // retains and releases down the runtime's slow path).
+        brokenWork = WorkItem(name: "gdev->broken_work", class: system.lockClasses.brokenWork) { item in
+            system.brokenWorkFunction(item)
         }
-        workOwner = owner
         super.init()
     }
 
     public var description: String { "GroupDevice(\(name) in group \(group.id))" }
-}
-
-/// How the work function reaches its group_device without keeping it alive (which would be a
-/// reference cycle through ``GroupDevice/brokenWork``). The kernel's `container_of()`.
-///
-/// The weak reference is linked by the first report that queues the work, not at allocation: most
-/// group_devices are never reported broken, and an object that is the target of a weak reference gets
-/// a side table, which costs an allocation and sends every retain and release of it down the runtime's
-/// slow path.
-final class WorkOwner: @unchecked Sendable {
-    /// The system whose broken work this is.
-    let system: IOMMUSystem
-    /// The group_device, once linked; ARC clears it when the group_device is truly gone. A
-    /// Synchronization mutex (a futex word, not a validated lock): linking happens in atomic context.
-    private let link = Mutex<WeakGroupDevice>(WeakGroupDevice())
-
-    struct WeakGroupDevice {
-        weak var device: GroupDevice?
-        var linked = false
-    }
-
-    init(system: IOMMUSystem) {
-        self.system = system
-    }
-
-    /// Links `gdev`, whose work this is, before its first queueing. Context: any; the caller holds a
-    /// reference to `gdev`.
-    func link(_ gdev: GroupDevice) {
-        link.withLock { link in
-            guard !link.linked else { return }
-            link.device = gdev
-            link.linked = true
-        }
-    }
-
-    /// The group_device, or nil if it has been deallocated (or was never linked).
-    var device: GroupDevice? { link.withLock { $0.device } }
-
-    /// The work function.
-    func run() { system.brokenWorkFunction(self) }
 }

@@ -53,6 +53,24 @@ public final class WorkItem: Sendable, CustomStringConvertible {
         core.ownerReleased()
     }
 
+    /// The object this item does its work for, held weakly: how the function finds its owner without
+    /// keeping it alive (an owner that holds its item would otherwise make a reference cycle). Nil until
+    /// set, and again once the object is deallocated.
+    ///
+    /// Kernel analogue: `container_of(work, struct …, member)`. Unlike a pointer computed from the
+    /// item's address, it never points at freed memory: a function that runs after its owner is gone
+    /// finds nil.
+    ///
+    /// Setting it is cheap, but gives the object a weak-reference side table, which slows every retain
+    /// and release of that object a little: for owners made by the million, set it when the item is
+    /// first queued rather than at creation.
+    ///
+    /// Context: any, atomic context included (the item's lock is an internal one, held for a moment).
+    public var context: AnyObject? {
+        get { core.context }
+        set { core.context = newValue }
+    }
+
     public var name: String { core.name }
     /// The item's pseudo-lock class, to find its reports with ``Lockdep/reports(involving:)``.
     public var lockClass: LockClass { core.lockClass }

@@ -22,6 +22,8 @@ final class WorkItemCore: @unchecked Sendable {
     private weak var owner: WorkItem?
     /// Guarded by: lock. Whether ``owner`` was linked.
     @exclusivity(unchecked) private var ownerLinked = false
+    /// Guarded by: lock. ``WorkItem/context``.
+    private weak var contextObject: AnyObject?
 
     /// Guarded by: lock. A class `var` that opts out of the dynamic exclusivity check: the lock is what
     /// makes access exclusive, and the check would cost more than the rest of an idle cancel. Wait loops
@@ -59,6 +61,13 @@ final class WorkItemCore: @unchecked Sendable {
     var stateDescription: String { lock.withLock { state.description } }
     var isPending: Bool { lock.withLock { state.isPending } }
     var isRunning: Bool { lock.withLock { state.isRunning } }
+
+    /// ``WorkItem/context``: read and written under the item's lock, so a worker reading it never races
+    /// with the owner linking it.
+    var context: AnyObject? {
+        get { lock.withLock { contextObject } }
+        set { lock.withLock { contextObject = newValue } }
+    }
 
     // MARK: Queueing
 

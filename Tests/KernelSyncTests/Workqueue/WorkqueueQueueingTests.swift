@@ -17,6 +17,48 @@ import Testing
         queue.destroy()
     }
 
+    /// An object a work item does its work for, reached through the item's context.
+    final class Owner: @unchecked Sendable {
+        let item: WorkItem
+        var visits = 0
+        init(_ makeItem: () -> WorkItem) { item = makeItem() }
+    }
+
+    @Test func theFunctionReachesItsOwnerThroughTheContextAndNilOnceTheOwnerIsGone() {
+        let release = Flag()
+        let queue = blockedQueue("wq-context", release: release)
+        let foundOwner = Counter()
+        let foundNothing = Counter()
+        var owner: Owner? = Owner {
+            WorkItem(name: "context-item") { item in
+                if let owner = item.context as? Owner {
+                    owner.visits += 1
+                    foundOwner.increment()
+                } else {
+                    foundNothing.increment()
+                }
+            }
+        }
+        let item = owner!.item
+        #expect(item.context == nil, "nil until set")
+        item.context = owner
+        #expect(item.context === owner)
+        #expect(queue.queue(item))
+        release.raise()
+        item.flush()
+        #expect(foundOwner.value == 1 && owner?.visits == 1)
+
+        // The context is weak: the owner goes, and the next run finds nil rather than a dangling owner.
+        weak let gone = owner
+        owner = nil
+        #expect(gone == nil, "the item's context does not keep its owner alive")
+        #expect(item.context == nil)
+        #expect(queue.queue(item))
+        item.flush()
+        #expect(foundNothing.value == 1)
+        queue.destroy()
+    }
+
     /// Box for a plain, unsynchronised value: the queue must order the write before the read (TSan).
     final class Plain: @unchecked Sendable { var value = 0 }
 
