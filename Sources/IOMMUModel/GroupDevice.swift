@@ -9,7 +9,7 @@ import Synchronization
 /// through ``brokenWork``. Both call ``KernelSync/RCUProtected/assertLive(file:line:)`` on access, so with
 /// ``KernelSync/RCU/debugReclamation`` on, an access after ``IOMMUSystem/freeGroupDevice(_:in:)`` has
 /// been reclaimed is reported.
-public final class GroupDevice: RCUProtected, @unchecked Sendable, CustomStringConvertible {
+public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStringConvertible {
     /// The device (`gdev->dev`).
     public let device: Device
     /// The name of its link in the group's devices directory (`gdev->name`).

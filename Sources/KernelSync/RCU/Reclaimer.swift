@@ -34,6 +34,9 @@ final class Reclaimer: @unchecked Sendable {
         enum Action {
             case run(@Sendable () -> Void)
             case release(RetiredObject)
+            /// A reference a data structure held (an ``RCUList`` link to an unlinked element): dropped
+            /// like a release, but never poisoned — the element's own retire decides when it is freed.
+            case drop(RetiredObject)
         }
         let target: UInt64
         let action: Action
@@ -44,6 +47,7 @@ final class Reclaimer: @unchecked Sendable {
             switch action {
             case .run(let body): body()
             case .release(let retired): if debugReclamation { retired.reclaim() }
+            case .drop: break
             }
         }
     }

@@ -2,7 +2,7 @@
 import Testing
 
 @Suite struct RCUListTests {
-    final class Device: RCUProtected, @unchecked Sendable {
+    final class Device: RCUListElement, @unchecked Sendable {
         let name: String
         init(_ name: String) { self.name = name }
     }
@@ -51,6 +51,20 @@ import Testing
         }
         RCU.barrier()
         #expect(device.isPoisoned)
+    }
+
+    @Test func anElementIsListedOnceAndAddingItAgainStopsTheProcess() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let lock = KernelMutex(name: "rcu-test-list-twice", line: 1)
+            let list = RCUList<Device>()
+            let device = Device("twice")
+            lock.withLock { list.addTail(device, holding: lock) }
+            lock.withLock { _ = list.delete(device, holding: lock) }
+            // A reader may still stand on it and follow its `next`: relisting would send it elsewhere.
+            lock.withLock { list.addTail(device, holding: lock) }
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("is or was on a list already"))
     }
 
     @Test func writerIterationWithoutTheUpdateLockIsReported() {
