@@ -9,6 +9,10 @@ import Synchronization
 /// through ``brokenWork``. Both call ``KernelSync/RCUProtected/assertLive(file:line:)`` on access, so with
 /// ``KernelSync/RCU/debugReclamation`` on, an access after ``IOMMUSystem/freeGroupDevice(_:in:)`` has
 /// been reclaimed is reported.
+///
+/// The fields guarded by the group mutex opt out of Swift's dynamic exclusivity checks: the mutex is
+/// what makes their access exclusive (ThreadSanitizer checks that in the sanitizer runs), and the check
+/// would cost a thread-local lookup on every access of the hot remove path.
 public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStringConvertible {
     /// The device (`gdev->dev`).
     public let device: Device
@@ -20,15 +24,15 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     /// Whether the device is quarantined in the blocking domain.
     ///
     /// Guarded by: group.mutex.
-    public internal(set) var blocked = false
+    @exclusivity(unchecked) public internal(set) var blocked = false
     /// The domain the device is attached to.
     ///
     /// Guarded by: group.mutex.
-    public internal(set) var attachedDomain: IOMMUDomain?
+    @exclusivity(unchecked) public internal(set) var attachedDomain: IOMMUDomain?
     /// Whether a reset is in progress (between reset prepare and reset done).
     ///
     /// Guarded by: group.mutex.
-    public internal(set) var resetting = false
+    @exclusivity(unchecked) public internal(set) var resetting = false
     /// Quarantines the device; queued by ``IOMMUSystem/reportDeviceBroken(_:)``.
     public let brokenWork: WorkItem
     /// Set by the first free; a second free is a model warning.

@@ -9,6 +9,10 @@ import Synchronization
 /// (`dev->iommu_group`) holds one reference; the last ``put()`` releases the group
 /// (`iommu_group_release`), whose memory is freed a grace period later, because readers may still be
 /// looking at it.
+///
+/// The fields guarded by the group mutex opt out of Swift's dynamic exclusivity checks: the mutex is
+/// what makes their access exclusive (ThreadSanitizer checks that in the sanitizer runs), and the check
+/// would cost a thread-local lookup on every access of the hot remove path.
 public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
     /// The group's number, as in /sys/kernel/iommu_groups/<id>.
     public let id: Int
@@ -25,24 +29,24 @@ public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
     /// `group->owner_cnt`: how many users claimed DMA ownership of the group.
     ///
     /// Guarded by: mutex.
-    public internal(set) var ownerCount = 0
+    @exclusivity(unchecked) public internal(set) var ownerCount = 0
     /// `group->domain`: the domain the group is attached to.
     ///
     /// Guarded by: mutex.
-    public internal(set) var domain: IOMMUDomain?
+    @exclusivity(unchecked) public internal(set) var domain: IOMMUDomain?
     /// `group->default_domain`, set up when the first device is probed and dropped when the last one
     /// leaves.
     ///
     /// Guarded by: mutex.
-    public internal(set) var defaultDomain: IOMMUDomain?
+    @exclusivity(unchecked) public internal(set) var defaultDomain: IOMMUDomain?
     /// `group->blocking_domain`, allocated on first use (DMA ownership, quarantine, reset).
     ///
     /// Guarded by: mutex.
-    public internal(set) var blockingDomain: IOMMUDomain?
+    @exclusivity(unchecked) public internal(set) var blockingDomain: IOMMUDomain?
     /// `group->recovery_cnt`: devices of the group quarantined by the broken work and not yet reset.
     ///
     /// Guarded by: mutex.
-    public internal(set) var recoveryCount = 0
+    @exclusivity(unchecked) public internal(set) var recoveryCount = 0
 
     /// The kref. Ordering: increments relaxed (the caller already holds a reference or the table lock);
     /// decrements acquiring-and-releasing, so the releasing thread sees every access made under the

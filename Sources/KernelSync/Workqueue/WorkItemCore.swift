@@ -292,6 +292,10 @@ final class WorkItemCore: @unchecked Sendable {
     /// The owner released its handle: a pending instance is withdrawn and reported (a running one
     /// cannot be: the worker holds the handle until the function returns).
     func ownerReleased() {
+        // An item that was never queued has nothing to withdraw: skip the lock. Reading the flag
+        // without it is safe here: whoever linked the owner held a reference to it, and the release of
+        // that reference happens before this deinit.
+        guard ownerLinked else { return }
         let released: (withdrawn: State.Withdrawal, description: String)? = lock.withLock {
             guard state.isPending else { return nil }
             let description = state.description
