@@ -25,8 +25,12 @@
 /// - Warning: Releasing the last reference to a pending item is reported (the kernel's "free active
 ///   object"), and the pending instance is withdrawn. A running item is kept alive by its worker until
 ///   the function returns.
-public final class WorkItem: Sendable, CustomStringConvertible {
+public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     let core: WorkItemCore
+    public let name: String
+    let function: @Sendable (WorkItem) -> Void
+    /// Guarded by: the core's lock. ``context``.
+    private weak var contextObject: AnyObject?
 
     /// Creates an idle item that runs `function`. Its pseudo-lock class is keyed by the calling source
     /// line; `name` (default "File.swift:line") names the class and the item in reports.
@@ -37,7 +41,9 @@ public final class WorkItem: Sendable, CustomStringConvertible {
         _ function: @escaping @Sendable (WorkItem) -> Void
     ) {
         let lockClass = LockClass.forSite(file: file, line: line, name: name.map { "(work_completion)\($0)" })
-        core = WorkItemCore(name: name ?? "\(file):\(line)", lockClass: lockClass, function: function)
+        self.name = name ?? "\(file):\(line)"
+        self.function = function
+        core = WorkItemCore(lockClass: lockClass)
     }
 
     /// Creates an idle item that runs `function`, with an explicit pseudo-lock class: for items made at
@@ -46,11 +52,13 @@ public final class WorkItem: Sendable, CustomStringConvertible {
     ///
     /// Kernel analogue: `INIT_WORK()` followed by `lockdep_init_map()` with the class's key.
     public init(name: String? = nil, class lockClass: LockClass, _ function: @escaping @Sendable (WorkItem) -> Void) {
-        core = WorkItemCore(name: name ?? lockClass.name, lockClass: lockClass, function: function)
+        self.name = name ?? lockClass.name
+        self.function = function
+        core = WorkItemCore(lockClass: lockClass)
     }
 
     deinit {
-        core.ownerReleased()
+        core.ownerReleased(name: name)
     }
 
     /// The object this item does its work for, held weakly: how the function finds its owner without
@@ -67,11 +75,10 @@ public final class WorkItem: Sendable, CustomStringConvertible {
     ///
     /// Context: any, atomic context included (the item's lock is an internal one, held for a moment).
     public var context: AnyObject? {
-        get { core.context }
-        set { core.context = newValue }
+        get { core.withLock { contextObject } }
+        set { core.withLock { contextObject = newValue } }
     }
 
-    public var name: String { core.name }
     /// The item's pseudo-lock class, to find its reports with ``Lockdep/reports(involving:)``.
     public var lockClass: LockClass { core.lockClass }
     /// Whether an instance is queued and has not started (a racy snapshot).

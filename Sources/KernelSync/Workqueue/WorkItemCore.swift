@@ -10,31 +10,29 @@
 final class WorkItemCore: @unchecked Sendable {
     typealias State = WorkItemState<Workqueue>
 
-    let name: String
     /// The class of the item's pseudo-lock (``map``).
     let lockClass: LockClass
-    let function: @Sendable (WorkItem) -> Void
     /// The public handle, linked by the first queueing (under ``lock``), which holds the handle:
     /// an item that is never queued (most are cancelled or disabled idle) never pays for the weak
     /// reference's side table. Queueing (the queue lock) orders the write before a worker's read.
     ///
     /// Guarded by: lock, for writes.
     private weak var owner: WorkItem?
-    /// Guarded by: lock. Whether ``owner`` was linked.
-    @exclusivity(unchecked) private var ownerLinked = false
-    /// Guarded by: lock. ``WorkItem/context``.
-    private weak var contextObject: AnyObject?
-
     /// Guarded by: lock. A class `var` that opts out of the dynamic exclusivity check: the lock is what
     /// makes access exclusive, and the check would cost more than the rest of an idle cancel. Wait loops
     /// read it again after every wait.
     @exclusivity(unchecked) private var state = State()
+    /// Guarded by: lock. Whether ``owner`` was linked. Last, so that it takes one byte: the name, the
+    /// function and the context live in the handle, and the core stays at most 120 bytes, which glibc
+    /// serves from its fast bins (freed without the arena lock, by the reclaimer thread as often as not).
+    @exclusivity(unchecked) private var ownerLinked = false
 
-    init(name: String, lockClass: LockClass, function: @escaping @Sendable (WorkItem) -> Void) {
-        self.name = name
+    init(lockClass: LockClass) {
         self.lockClass = lockClass
-        self.function = function
     }
+
+    /// The item's name, for reports: the handle's, or the class's once the handle is gone.
+    var name: String { owner?.name ?? lockClass.name }
 
     /// The item's pseudo-lock: held by the worker around the function, acquired and released by
     /// `cancelSync`, `flush` and `disableSync` in their caller. Embedded: its identity is the item's.
@@ -62,12 +60,8 @@ final class WorkItemCore: @unchecked Sendable {
     var isPending: Bool { lock.withLock { state.isPending } }
     var isRunning: Bool { lock.withLock { state.isRunning } }
 
-    /// ``WorkItem/context``: read and written under the item's lock, so a worker reading it never races
-    /// with the owner linking it.
-    var context: AnyObject? {
-        get { lock.withLock { contextObject } }
-        set { lock.withLock { contextObject = newValue } }
-    }
+    /// Runs `body` under the item's lock (for the handle's ``WorkItem/context``).
+    func withLock<R>(_ body: () -> R) -> R { lock.withLock(body) }
 
     // MARK: Queueing
 
@@ -291,7 +285,7 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// The owner released its handle: a pending instance is withdrawn and reported (a running one
     /// cannot be: the worker holds the handle until the function returns).
-    func ownerReleased() {
+    func ownerReleased(name: String) {
         // An item that was never queued has nothing to withdraw: skip the lock. Reading the flag
         // without it is safe here: whoever linked the owner held a reference to it, and the release of
         // that reference happens before this deinit.
@@ -304,7 +298,7 @@ final class WorkItemCore: @unchecked Sendable {
         guard let (withdrawn, description) = released else { return }
         settle(withdrawn)
         changed.broadcast()
-        Lockdep.emit(WorkqueueReports.releasedWhilePending(item: self, state: description))
+        Lockdep.emit(WorkqueueReports.releasedWhilePending(item: self, name: name, state: description))
     }
 
     /// Withdraws instance `sequence` if it is still pending and unclaimed: a queue being destroyed takes

@@ -98,9 +98,13 @@ struct WorkItemState<Placement: WorkPlacement>: CustomStringConvertible {
     /// runner: the ticket of that claim.
     private(set) var handOffTicket: UInt64?
     /// `disable` minus `enable` calls.
-    private(set) var disableCount = 0
+    var disableCount: Int { Int(disableLevels) }
     /// `cancelSync` / `disableSync` waits in progress.
-    private(set) var cancellingCount = 0
+    var cancellingCount: Int { Int(cancellingCalls) }
+    /// The two counts above, stored narrow: with them, a work item's core stays small enough for the
+    /// allocator's fast bins (lock-free frees from the reclaimer thread).
+    private var disableLevels: Int32 = 0
+    private var cancellingCalls: Int32 = 0
     private var nextSequence: UInt64 = 1
 
     var isPending: Bool { pending != nil }
@@ -185,7 +189,7 @@ struct WorkItemState<Placement: WorkPlacement>: CustomStringConvertible {
     /// The start of `cancel_work_sync`: queueing fails until ``endCancelSync()``; the pending instance,
     /// if any, is withdrawn and returned. The caller then waits until the item is not running.
     mutating func beginCancelSync() -> Withdrawal? {
-        cancellingCount += 1
+        cancellingCalls += 1
         return cancel()
     }
 
@@ -193,19 +197,19 @@ struct WorkItemState<Placement: WorkPlacement>: CustomStringConvertible {
         guard cancellingCount > 0 else {
             preconditionFailure("work item: endCancelSync without beginCancelSync; state: \(self)")
         }
-        cancellingCount -= 1
+        cancellingCalls -= 1
     }
 
     /// `disable_work`: one more disable level; withdraws and returns the pending instance.
     mutating func disable() -> Withdrawal? {
-        disableCount += 1
+        disableLevels += 1
         return cancel()
     }
 
     /// `enable_work`: one disable level less.
     mutating func enable() -> EnableResult {
         guard disableCount > 0 else { return .unbalanced }
-        disableCount -= 1
+        disableLevels -= 1
         return disableCount == 0 ? .enabled : .stillDisabled(count: disableCount)
     }
 

@@ -306,7 +306,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         if Lockdep.isValidating {
             runValidated(item, owner: owner)
         } else {
-            item.function(owner)
+            owner.function(owner)
         }
     }
 
@@ -321,7 +321,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         let thread = ThreadState.current
         let depth = thread.pointee.depth
         let atomicDepth = thread.pointee.atomicDepth
-        item.function(owner)
+        owner.function(owner)
         if thread.pointee.depth != depth || thread.pointee.atomicDepth != atomicDepth {
             Lockdep.emit(WorkqueueReports.leakedLock(
                 queue: self, item: item, state: thread, expectedDepth: depth, expectedAtomicDepth: atomicDepth))

@@ -48,10 +48,10 @@ enum WorkqueueReports {
         return itemReport(.workSelfFlush, item: item, thread: thread, site: site, text: text)
     }
 
-    static func releasedWhilePending(item: WorkItemCore, state: String) -> LockdepReport {
+    static func releasedWhilePending(item: WorkItemCore, name: String, state: String) -> LockdepReport {
         let thread = ThreadState.current.pointee.threadDescription
         var text = ReportText.banner("ODEBUG: free active (pending) object type: work_struct")
-        text += "the last reference to work item \(item.name) was released by \(thread) while it was \(state).\n"
+        text += "the last reference to work item \(name) was released by \(thread) while it was \(state).\n"
         text += "The pending instance is withdrawn and will not run.\n"
         text += "Expected: cancelSync() or disableSync() the item before releasing it.\n\n"
         return itemReport(.workReleasedWhilePending, item: item, thread: thread, site: item.map.lockClass.site, text: text)
