@@ -52,13 +52,18 @@ public enum IOMMUWorkload {
         let readerPasses = Atomic<Int>(0)
         let readerVisits = Atomic<Int>(0)
 
+        // The readers hold the groups unretained (the run keeps them alive): taking a reference on each
+        // pass would write the group's reference count, which the writers write too, and an RCU reader
+        // writes no shared memory.
+        let unretainedGroups = groupList.map { Unmanaged.passUnretained($0) }
         let readerThreads = (0..<readers).map { index in
             KernelThread(name: "iommu-reader/\(index)") {
                 var passes = 0
                 var visited = 0
                 while !stop.load(ordering: .relaxed) {
-                    let group = groupList[passes % groupList.count]
-                    RCU.withReadLock { group.devices.forEach { gdev in if !gdev.name.isEmpty { visited += 1 } } }
+                    unretainedGroups[passes % unretainedGroups.count]._withUnsafeGuaranteedRef { group in
+                        RCU.withReadLock { group.devices.forEach { gdev in if !gdev.name.isEmpty { visited += 1 } } }
+                    }
                     passes += 1
                 }
                 readerPasses.add(passes, ordering: .relaxed)

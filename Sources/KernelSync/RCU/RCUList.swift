@@ -42,7 +42,7 @@ import Synchronization
 /// ``replace(_:with:holding:file:line:)``, or by the caller of ``unlink(_:holding:file:line:)``.
 public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// The list head (`struct list_head`): a bare element whose `next` is the first element.
-    private let head = RCUListElement()
+    @usableFromInline let head = RCUListElement()
     /// The last element, or ``head`` when the list is empty: where ``addTail(_:holding:file:line:)``
     /// links.
     ///
@@ -57,18 +57,37 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// Kernel analogue: `list_for_each_entry_rcu()`.
     ///
     /// Context: inside a read section; with the validator on, a traversal outside one is reported.
+    @inlinable
     public func forEach<E: Error>(
         file: StaticString = #fileID, line: UInt = #line, _ body: (Element) throws(E) -> Void
     ) throws(E) {
-        if Lockdep.isValidating && !RCU.isInReadSection {
-            Lockdep.emit(RCUReportText.suspicious(
-                "rcu_dereference() usage outside an RCU read-side critical section", site: "\(file):\(line)"))
+        // Inlinable, so that the traversal is specialised in the reader's module: unspecialised, it
+        // looked up generic metadata on every call.
+        if Lockdep.isValidating && !RCU.isInReadSection { reportTraversalOutsideReadSection(file: file, line: line) }
+        // No reference counting on the way: a reader must not write shared memory, and a retain and
+        // release of each element would bounce its reference count between the reader's CPU and the
+        // updater's. The read section keeps every element it can reach alive (see the type's
+        // documentation), so each is lent to `body` without a retain.
+        var failure: E?
+        var bits = head.next.load(ordering: .acquiring)
+        while let raw = UnsafeRawPointer(bitPattern: bits) {
+            bits = Unmanaged<RCUListElement>.fromOpaque(raw)._withUnsafeGuaranteedRef { current -> UInt in
+                do throws(E) {
+                    try body(unsafeDowncast(current, to: Element.self))
+                } catch {
+                    failure = error
+                    return 0
+                }
+                return current.next.load(ordering: .acquiring)
+            }
         }
-        var element = head.nextElement
-        while let current = element {
-            try body(unsafeDowncast(current, to: Element.self))
-            element = current.nextElement
-        }
+        if let failure { throw failure }
+    }
+
+    @usableFromInline @inline(never)
+    func reportTraversalOutsideReadSection(file: StaticString, line: UInt) {
+        Lockdep.emit(RCUReportText.suspicious(
+            "rcu_dereference() usage outside an RCU read-side critical section", site: "\(file):\(line)"))
     }
 
     /// Calls `body` on each element, in order, for the updater.
@@ -200,7 +219,7 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
     ///
     /// Ordering: see ``RCUList``'s documentation: release stores, acquire loads by readers, relaxed
     /// loads under the update lock.
-    let next = Atomic<UInt>(0)
+    @usableFromInline let next = Atomic<UInt>(0)
     /// Set by the first ``RCUList/addTail(_:holding:file:line:)`` or ``RCUList/replace(_:with:holding:file:line:)``
     /// that lists the element. Ordering: relaxed; written under the list's update lock, and an element
     /// listed twice is a bug in the caller, caught even when two lists (two locks) race for it.
