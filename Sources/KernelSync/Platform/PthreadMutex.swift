@@ -16,9 +16,18 @@ struct PthreadMutex {
 
     /// Creates a default (`PTHREAD_MUTEX_NORMAL`) mutex: glibc's fastest path. Misuse checks are the
     /// caller's, through ``ownerThreadID`` (an error-checking mutex costs about 1.4× as much per pair).
-    init() {
+    ///
+    /// With `adaptive`, a `PTHREAD_MUTEX_ADAPTIVE_NP` mutex: a thread that finds it locked spins a
+    /// little before it sleeps, as the kernel's mutex spins while the owner runs (optimistic
+    /// spinning). For locks held for a few instructions and taken by several threads at a high rate,
+    /// where a futex sleep and wake-up costs far more than the wait.
+    init(adaptive: Bool = false) {
         handle = .allocate(capacity: 1)
-        let rc = pthread_mutex_init(handle, nil)
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        if adaptive { pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP)) }
+        let rc = pthread_mutex_init(handle, &attributes)
+        pthread_mutexattr_destroy(&attributes)
         precondition(rc == 0, "pthread_mutex_init failed: \(rc)")
     }
 

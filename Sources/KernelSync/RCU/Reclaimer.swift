@@ -63,7 +63,7 @@ final class Reclaimer: @unchecked Sendable {
     /// released by each ``enqueue(_:)`` caller that could wait for room.
     let callbacksMap = LockdepMap(name: "rcu_callbacks")
 
-    let lock = PthreadMutex()
+    let lock = PthreadMutex(adaptive: true)
     /// The reclaimer waits here for work.
     let workAvailable = PthreadCondition()
     /// Barrier and back-pressure waiters wait here for callbacks to have run.
