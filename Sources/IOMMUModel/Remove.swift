@@ -15,11 +15,7 @@ extension IOMMUSystem {
         guard let group = device.iommuGroup else { return }
         var toFree: GroupDevice?
         group.mutex.lock()
-        var found: GroupDevice?
-        group.devices.forEachLocked(holding: group.mutex) { gdev in
-            if found == nil && gdev.device === device { found = gdev }
-        }
-        if let gdev = found {
+        if let gdev = group.devices.first(holding: group.mutex, where: { $0.device === device }) {
             group.devices.unlink(gdev, holding: group.mutex)
             if gdev.blocked {
                 gdev.blocked = false

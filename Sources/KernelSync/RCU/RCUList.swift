@@ -111,6 +111,29 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         }
     }
 
+    /// The first element for which `predicate` is true, for the updater; nil when there is none.
+    ///
+    /// Kernel analogue: a `list_for_each_entry()` search under the update lock.
+    ///
+    /// Context: `lock` held (checked as in ``forEachLocked(holding:file:line:_:)``). `predicate` must not
+    /// change the list: the walk lends it each element without a retain (the list's own reference keeps
+    /// a listed element alive while the lock is held), and only the element returned is retained.
+    @inlinable
+    public func first(
+        holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line,
+        where predicate: (Element) -> Bool
+    ) -> Element? {
+        checkHeld(lock, what: "rcu_dereference_protected()", file: file, line: line)
+        var bits = head.next.load(ordering: .relaxed)
+        while let raw = UnsafeRawPointer(bitPattern: bits) {
+            let unmanaged = Unmanaged<RCUListElement>.fromOpaque(raw)
+            let found = unmanaged._withUnsafeGuaranteedRef { predicate(unsafeDowncast($0, to: Element.self)) }
+            if found { return unsafeDowncast(unmanaged.takeUnretainedValue(), to: Element.self) }
+            bits = unmanaged._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
+        }
+        return nil
+    }
+
     /// Whether the list is empty, for the updater. Context: `lock` held (checked as in ``forEachLocked``).
     public func isEmpty(holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         checkHeld(lock, what: "rcu_dereference_protected()", file: file, line: line)
@@ -188,13 +211,18 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     }
 
     /// The element (or the head) whose `next` is `element`. Context: the update lock held.
+    ///
+    /// The walk compares addresses and lends each element without a retain: listed elements are kept
+    /// alive by the list's own references, which only the lock holder changes.
     private func predecessor(of element: Element) -> RCUListElement? {
-        var previous = head
-        while let current = previous.nextElementLocked {
-            if current === element { return previous }
-            previous = current
+        let target = UInt(bitPattern: Unmanaged.passUnretained(element).toOpaque())
+        var previous = Unmanaged.passUnretained(head)
+        while true {
+            let bits = previous._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
+            if bits == 0 { return nil }
+            if bits == target { return previous.takeUnretainedValue() }
+            previous = Unmanaged<RCUListElement>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
         }
-        return nil
     }
 
     /// Hands the reference a `next` held on an unlinked element to the reclaimer, which drops it after a
@@ -205,7 +233,8 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         Reclaimer.shared.enqueue(.drop(RetiredObject(object: element)))
     }
 
-    private func checkHeld(_ lock: KernelMutex, what: String, file: StaticString, line: UInt) {
+    @usableFromInline
+    func checkHeld(_ lock: KernelMutex, what: String, file: StaticString, line: UInt) {
         guard Lockdep.isValidating, !lock.isHeldByCurrentThread else { return }
         Lockdep.emit(RCUReportText.suspicious(
             "\(what) without holding \(lock.lockClass.name)", site: "\(file):\(line)", classes: [lock.lockClass]))

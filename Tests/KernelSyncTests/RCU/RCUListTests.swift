@@ -102,6 +102,21 @@ import Testing
         #expect(a.isPoisoned && b.isPoisoned && !c.isPoisoned)
     }
 
+    @Test func firstFindsTheUpdatersElementAndIsCheckedForTheLock() {
+        let lock = KernelMutex(name: "rcu-test-list-first")
+        let list = RCUList<Device>()
+        let a = Device("a"), b = Device("b"), c = Device("c")
+        lock.withLock { for device in [a, b, c] { list.addTail(device, holding: lock) } }
+        #expect(lock.withLock { list.first(holding: lock) { $0.name == "b" } } === b)
+        #expect(lock.withLock { list.first(holding: lock) { $0.name.hasPrefix("") } } === a)
+        #expect(lock.withLock { list.first(holding: lock) { $0.name == "z" } } == nil)
+        lock.withLock { _ = list.unlink(b, holding: lock) }
+        #expect(lock.withLock { list.first(holding: lock) { $0 === b } } == nil, "an unlinked element is not found")
+        let line: UInt = #line; _ = list.first(holding: lock, line: line) { _ in false }
+        #expect(rcuReports(.suspiciousRCUUsage, line: line).count == 1)
+        RCU.retire(b)
+    }
+
     @Test func theUpdaterMayUnlinkTheElementItIsGiven() {
         let lock = KernelMutex(name: "rcu-test-list-unlink-in-walk")
         let list = RCUList<Device>()
