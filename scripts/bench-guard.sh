@@ -15,11 +15,18 @@ if [ "${1:-}" = "--update" ]; then
     exit 0
 fi
 
+# Through `swift package`, the plugin's verdict arrives as exit status 1 with an error line naming it
+# (benchmarkThresholdRegression / benchmarkThresholdImprovement), so the output is read as well.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 status=0
-swift package benchmark thresholds check --target RemovePathBenchmarks --no-progress || status=$?
+swift package benchmark thresholds check --target RemovePathBenchmarks --no-progress 2>&1 | tee "$log" || status=${PIPESTATUS[0]}
+if grep -aq "benchmarkThresholdRegression" "$log"; then status=2; fi
+if [ $status -ne 0 ] && grep -aq "benchmarkThresholdImprovement" "$log"; then status=4; fi
 case $status in
     0) echo "remove path: within the thresholds" ;;
     4) echo "remove path: faster than the thresholds (consider scripts/bench-guard.sh --update)"; status=0 ;;
     2) echo "remove path: REGRESSION against Benchmarks/Thresholds" ;;
+    *) echo "remove path: the benchmark check failed (status $status)" ;;
 esac
 exit $status

@@ -4,7 +4,7 @@
 //
 // An iteration is 1,000 cycles (scalingFactor .kilo). The wall-clock p90 of each benchmark is checked
 // against Benchmarks/Thresholds/RemovePathBenchmarks.<name>.p90.json by scripts/bench-guard.sh; a run
-// more than `allowedRegression` percent slower fails. The validator is off. Names have no spaces or
+// more than `allowedRegression` percent slower fails (`allowedRegressionTwoThreads` on two threads). The validator is off. Names have no spaces or
 // slashes: package-benchmark 1.38.1 writes threshold files with those replaced by "_" but looks them
 // up by the raw name.
 import Benchmark
@@ -12,19 +12,25 @@ import IOMMUModel
 import KernelSync
 
 /// Percent by which a run's p90 may exceed the checked-in threshold: this machine's run-to-run noise
-/// (2 cores shared with builds) is about ±30%, so only a clear regression fails.
+/// on one thread (2 cores shared with builds) is about ±30%, so only a clear regression fails.
 let allowedRegression = 60.0
+/// The same for two threads, whose runs are bimodal on two cores (the writers and the reclaimer thread
+/// share them, and back-to-back runs differed by 90%): a regression of the kind the guard exists for
+/// (several times slower) still fails.
+let allowedRegressionTwoThreads = 150.0
 
 let benchmarks: @Sendable () -> Void = {
-    let configuration = Benchmark.Configuration(
-        metrics: [.wallClock], scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 2_000,
-        thresholds: [.wallClock: BenchmarkThresholds(relative: [.p90: allowedRegression])])
+    func configuration(allowing regression: Double) -> Benchmark.Configuration {
+        Benchmark.Configuration(
+            metrics: [.wallClock], scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 2_000,
+            thresholds: [.wallClock: BenchmarkThresholds(relative: [.p90: regression])])
+    }
 
     for variant in RemoveVariant.allCases {
         // One system per benchmark, built in setup and shut down in teardown; the closure below only
         // runs cycles.
         let holder = SystemHolder()
-        Benchmark("probe+remove_1_thread_4_groups:\(variant.rawValue)", configuration: configuration, closure: { benchmark in
+        Benchmark("probe+remove_1_thread_4_groups:\(variant.rawValue)", configuration: configuration(allowing: allowedRegression), closure: { benchmark in
             let (system, groups, device) = holder.parts!
             for cycle in benchmark.scaledIterations {
                 try system.addDevice(device, to: groups[cycle % groups.count])
@@ -37,7 +43,7 @@ let benchmarks: @Sendable () -> Void = {
             holder.stop()
         })
 
-        Benchmark("probe+remove_2_threads_4_groups:\(variant.rawValue)", configuration: configuration) { benchmark in
+        Benchmark("probe+remove_2_threads_4_groups:\(variant.rawValue)", configuration: configuration(allowing: allowedRegressionTwoThreads)) { benchmark in
             let result = IOMMUWorkload.run(
                 variant: variant, threads: 2, groups: 4, cycles: benchmark.scaledIterations.count)
             blackHole(result.cyclesPerSecond)
