@@ -65,6 +65,11 @@ final class Runner {
         return (rows, Ratio.pairwise(job: job, samples: samples))
     }
 
+    /// The most a plain-Swift peer's run may take: ten times a sized run, at least a second. Their
+    /// locks can fall into a convoy with more writers than cores (Mutex+ARC at 8 writers on 2 cores ran
+    /// at 0.02 M cycles/s against 13 M on one, and one configuration took minutes).
+    private var peerTimeLimit: Duration { .milliseconds(Int(max(1.0, 10 * settings.seconds) * 1000)) }
+
     private func runOnce(_ implementation: Implementation, _ job: Job, cycles: Int) throws -> Sample {
         switch implementation {
         case .kernelSync, .kernelSyncValidator:
@@ -78,10 +83,10 @@ final class Runner {
                                 readers: job.readers)
         case .nsLock:
             return LockedPeerWorkload.run(NSLockGroup.self, threads: job.threads, groups: job.groups, cycles: cycles,
-                                          readers: job.readers)
+                                          readers: job.readers, timeLimit: peerTimeLimit)
         case .mutex:
             return LockedPeerWorkload.run(MutexGroup.self, threads: job.threads, groups: job.groups, cycles: cycles,
-                                          readers: job.readers)
+                                          readers: job.readers, timeLimit: peerTimeLimit)
         }
     }
 }

@@ -99,3 +99,21 @@ struct FormatTests {
         #expect(lines[1] == "throughput,freeUnderMutex,KernelSync,2,4,0,1000,2000000,1000000,3000000,,100,100,100")
     }
 }
+
+/// The plain-Swift peers' workload: it does the cycles it is asked for, and stops at its time limit.
+struct LockedPeerWorkloadTests {
+    @Test func aRunDoesEveryCycleItIsAskedForWithinItsLimit() {
+        let sample = LockedPeerWorkload.run(MutexGroup.self, threads: 2, groups: 4, cycles: 1_000, readers: 1)
+        #expect(sample.cycles == 1_000)
+    }
+
+    @Test func aRunThatWouldOutlastItsTimeLimitStopsThereAndCountsTheCyclesItDid() {
+        let clock = ContinuousClock()
+        let start = clock.now
+        // Far more cycles than a few milliseconds allow.
+        let sample = LockedPeerWorkload.run(
+            NSLockGroup.self, threads: 2, groups: 1, cycles: 1_000_000_000, readers: 0, timeLimit: .milliseconds(20))
+        #expect(clock.now - start < .seconds(5))
+        #expect(sample.cycles > 0 && sample.cycles < 1_000_000_000)
+    }
+}
