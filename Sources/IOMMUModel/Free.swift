@@ -8,8 +8,8 @@ extension IOMMUSystem {
     /// - freeUnderMutex: called with `group->mutex` held; `cancel_work_sync()`, then `kfree_rcu()`.
     /// - deferredCancel: `lockdep_assert_not_held()`, `cancel_work_sync()`, `kfree_rcu()`.
     /// - deferredDisable: `lockdep_assert_not_held()`, `synchronize_rcu()`, `disable_work_sync()`, then
-    ///   the free: `kfree()` as in v4, or, with ``KernelSync/RCU/debugReclamation`` on, `kfree_rcu()`, so that
-///   the quarantine still catches a late access.
+    ///   the free: `kfree()` as in v4, or, with ``KernelSync/RCU/debugReclamation`` on, `kfree_rcu()`, so
+    ///   that the quarantine still catches a late access.
     /// - deferredDisableRCU: `lockdep_assert_not_held()`, `disable_work_sync()`, `kfree_rcu()`.
     ///
     /// A second free of one group_device raises ``IOMMUWarning/doubleFree`` and does nothing else.
@@ -17,10 +17,38 @@ extension IOMMUSystem {
     /// Context: may sleep. `group->mutex` held in freeUnderMutex, not held otherwise (asserted);
     /// `gdev` is no longer on the group's list.
     public func freeGroupDevice(_ gdev: GroupDevice, in group: IOMMUGroup) {
+        guard quiesceForFree(gdev, in: group) else { return }
+        if freesWithoutRCU { return }
+        RCU.retire(gdev)
+    }
+
+    /// ``freeGroupDevice(_:in:)`` of a group_device the caller detached from its group's list: the
+    /// retire goes with the list's reference (one deferred action, not two), and the free after
+    /// deferredDisable's grace period drops it at once.
+    ///
+    /// Context: as ``freeGroupDevice(_:in:)``.
+    func freeGroupDevice(_ detached: consuming RCUDetached<GroupDevice>, in group: IOMMUGroup) {
+        guard quiesceForFree(detached.element, in: group) else { return }
+        if freesWithoutRCU {
+            detached.free()
+        } else {
+            RCU.retire(detached)
+        }
+    }
+
+    /// deferredDisable without debug reclamation: a grace period has passed already, so the free is
+    /// v4's plain `kfree()`, dropping the references (readers that found the group_device have left
+    /// their sections; ARC keeps any other holder safe). With debug reclamation the free is a
+    /// `kfree_rcu()`, so that the quarantine still catches a late access.
+    private var freesWithoutRCU: Bool { variant == .deferredDisable && !RCU.debugReclamation }
+
+    /// The free up to the hand-over to RCU: the double-free check, the sysfs links and trace event, and
+    /// the variant's work teardown. Returns false for a second free (warned).
+    private func quiesceForFree(_ gdev: GroupDevice, in group: IOMMUGroup) -> Bool {
         if !variant.freesUnderMutex { group.mutex.assertNotHeld() }
         guard !gdev.freed.exchange(true, ordering: .acquiringAndReleasing) else {
             warn(.doubleFree, "\(gdev) freed a second time")
-            return
+            return false
         }
         let device = gdev.device
         sysfs.remove("kernel/iommu_groups/\(group.id)/devices/\(gdev.name)")
@@ -38,13 +66,7 @@ extension IOMMUSystem {
             gdev.brokenWork.disableSync()
         }
         hooks.freeQuiescedWork?(gdev)
-
         counters.groupDevicesFreed.increment()
-        if variant == .deferredDisable && !RCU.debugReclamation {
-            // A grace period has passed already: v4's plain kfree(). Dropping the caller's reference is
-            // the free (readers that found it have left their sections; ARC keeps any other holder safe).
-            return
-        }
-        RCU.retire(gdev)
+        return true
     }
 }

@@ -13,27 +13,30 @@ extension IOMMUSystem {
     /// atomic context, not inside a read section.
     public func removeDevice(_ device: Device) {
         guard let group = device.iommuGroup else { return }
-        var toFree: GroupDevice?
         group.mutex.lock()
-        if let gdev = group.devices.first(holding: group.mutex, where: { $0.device === device }) {
-            group.devices.unlink(gdev, holding: group.mutex)
-            if gdev.blocked {
-                gdev.blocked = false
-                group.recoveryCount -= 1
-            }
-            assertEmptyGroupOwnership(group)
-            if device.hasIOMMU.load(ordering: .relaxed) {
-                deinitDevice(device, group)
-            } else {
-                device.groupPointer.assign(nil, holding: group.mutex)
-            }
-            toFree = gdev
+        guard let gdev = group.devices.first(holding: group.mutex, where: { $0.device === device }),
+              let detached = group.devices.detach(gdev, holding: group.mutex)
+        else {
+            group.mutex.unlock()
+            return
         }
-        if variant.freesUnderMutex, let gdev = toFree { freeGroupDevice(gdev, in: group) }
-        group.mutex.unlock()
-
-        guard let gdev = toFree else { return }
-        if !variant.freesUnderMutex { freeGroupDevice(gdev, in: group) }
+        if gdev.blocked {
+            gdev.blocked = false
+            group.recoveryCount -= 1
+        }
+        assertEmptyGroupOwnership(group)
+        if device.hasIOMMU.load(ordering: .relaxed) {
+            deinitDevice(device, group)
+        } else {
+            device.groupPointer.assign(nil, holding: group.mutex)
+        }
+        if variant.freesUnderMutex {
+            freeGroupDevice(detached, in: group)
+            group.mutex.unlock()
+        } else {
+            group.mutex.unlock()
+            freeGroupDevice(detached, in: group)
+        }
         counters.removals.increment()
         // Pairs with the get in iommu_init_device() or iommu_group_add_device().
         group.put()

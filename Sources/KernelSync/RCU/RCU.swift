@@ -185,6 +185,16 @@ public enum RCU {
         Reclaimer.shared.enqueue(.release(RetiredObject(object: object)))
     }
 
+    /// Retires an element detached from an ``RCUList``, with the list's own reference: as
+    /// ``retire(_:file:line:)`` of the element, in one deferred action.
+    ///
+    /// Kernel analogue: `kfree_rcu()` after `list_del_rcu()`.
+    public static func retire<Element>(
+        _ detached: consuming RCUDetached<Element>, file: StaticString = #fileID, line: UInt = #line
+    ) {
+        detached.retire(file: file, line: line)
+    }
+
     /// Waits until every callback queued (``call(_:)``, ``retire(_:file:line:)``) before this call has
     /// run — not only until their grace period has elapsed.
     ///

@@ -35,7 +35,8 @@ import Synchronization
 /// element's own `next` as it was, so a reader standing on it still reaches the rest of the list, as
 /// with `list_del_rcu()`. The predecessor's old reference to the unlinked element is never dropped by
 /// the updater: it goes to the reclaimer, which drops it after a grace period (and does not poison the
-/// element: that is its retire's business). So no reader that loaded a pointer to an element inside its
+/// element: that is its retire's business), or, with ``detach(_:holding:file:line:)``, to the caller as
+/// an ``RCUDetached`` that can only be retired or dropped after a grace period. So no reader that loaded a pointer to an element inside its
 /// section can race with its last release — the same argument as
 /// ``RCUPointer/assign(_:holding:file:line:)`` — and the element, in turn, keeps its successor alive
 /// until then. Elements are retired separately, by ``delete(_:holding:file:line:)`` and
@@ -161,8 +162,8 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// Context: `lock` held (checked with the validator on). May sleep on a full reclamation backlog.
     @discardableResult
     public func delete(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        guard unlink(element, holding: lock, file: file, line: line) else { return false }
-        RCU.retire(element, file: file, line: line)
+        guard let detached = detach(element, holding: lock, file: file, line: line) else { return false }
+        RCU.retire(detached, file: file, line: line)
         return true
     }
 
@@ -178,13 +179,28 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// (the list's reference to the element goes through a grace period).
     @discardableResult
     public func unlink(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        guard let detached = detach(element, holding: lock, file: file, line: line) else { return false }
+        detached.free()
+        return true
+    }
+
+    /// Unlinks `element` (by identity) and hands the caller the list's own reference to it, which
+    /// readers that found the element before the unlink may still depend on: the caller then retires
+    /// the element with that reference (one deferred action instead of two) or frees it after a grace
+    /// period. Returns nil when the element is not in the list.
+    ///
+    /// Kernel analogue: `list_del_rcu()`, for a caller that frees the element later with `kfree_rcu()`
+    /// or after `synchronize_rcu()` (`__iommu_group_remove_device`).
+    ///
+    /// Context: `lock` held (checked with the validator on).
+    public func detach(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> RCUDetached<Element>? {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
-        guard let previous = predecessor(of: element) else { return false }
+        guard let previous = predecessor(of: element) else { return nil }
         // Ordering: release, as every store of a `next`; the successor was published already.
         let unlinked = previous.next.exchange(RCUListElement.encode(element.nextElementLocked), ordering: .releasing)
         if tail === element { tail = previous }
-        dropAfterGracePeriod(unlinked)
-        return true
+        return RCUDetached(reference: Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: unlinked)!),
+                           detachedAt: RCU.snapshot())
     }
 
     /// Puts `new`, which must never have been on a list, in the place of `old` and retires `old` through
@@ -205,8 +221,8 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         // publication.
         let unlinked = previous.next.exchange(RCUListElement.encode(new), ordering: .releasing)
         if tail === old { tail = new }
-        dropAfterGracePeriod(unlinked)
-        RCU.retire(old, file: file, line: line)
+        RCU.retire(RCUDetached(reference: Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: unlinked)!),
+                               detachedAt: RCU.snapshot()), file: file, line: line)
         return true
     }
 
@@ -223,14 +239,6 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
             if bits == target { return previous.takeUnretainedValue() }
             previous = Unmanaged<RCUListElement>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
         }
-    }
-
-    /// Hands the reference a `next` held on an unlinked element to the reclaimer, which drops it after a
-    /// grace period (see the type's documentation).
-    private func dropAfterGracePeriod(_ bits: UInt) {
-        guard let raw = UnsafeRawPointer(bitPattern: bits) else { return }
-        let element = Unmanaged<RCUListElement>.fromOpaque(raw).takeRetainedValue()
-        Reclaimer.shared.enqueue(.drop(RetiredObject(object: element)))
     }
 
     @usableFromInline
@@ -286,5 +294,55 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
     static func encode(_ element: RCUListElement?) -> UInt {
         guard let element else { return 0 }
         return UInt(bitPattern: Unmanaged.passRetained(element).toOpaque())
+    }
+}
+
+/// An element ``RCUList/detach(_:holding:file:line:)`` took off its list, with the list's reference to
+/// it: a reader that found the element before the detach may still be using it, so that reference must
+/// not be dropped before a grace period. Consume it with ``RCU/retire(_:file:line:)`` (`kfree_rcu()`:
+/// dropped, and with debug reclamation poisoned, after a grace period) or ``free()``; dropping it
+/// unconsumed does what ``free()`` does, so it is never released early.
+public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendable {
+    /// The list's reference (+1).
+    private let reference: Unmanaged<Element>
+    /// The grace period that must elapse before ``reference`` may be dropped.
+    private let detachedAt: GracePeriodCookie
+
+    init(reference: Unmanaged<Element>, detachedAt: GracePeriodCookie) {
+        self.reference = reference
+        self.detachedAt = detachedAt
+    }
+
+    /// The element.
+    public var element: Element { reference.takeUnretainedValue() }
+
+    /// Drops the list's reference: at once if a grace period has elapsed since the detach (after
+    /// ``RCU/synchronize(file:line:)``, say), otherwise after one. Does not poison the element.
+    ///
+    /// Kernel analogue: the `kfree()` after `synchronize_rcu()`.
+    public consuming func free() {
+        let reference = reference
+        let detachedAt = detachedAt
+        discard self
+        RCUDetached.drop(reference, detachedAt: detachedAt)
+    }
+
+    /// Hands the list's reference to the reclaimer as a retire of the element. Context: as
+    /// ``RCU/retire(_:file:line:)``.
+    consuming func retire(file: StaticString, line: UInt) {
+        let reference = reference
+        discard self
+        let element = reference.takeRetainedValue()
+        RCU.retire(element, file: file, line: line)
+    }
+
+    deinit { RCUDetached.drop(reference, detachedAt: detachedAt) }
+
+    private static func drop(_ reference: Unmanaged<Element>, detachedAt: GracePeriodCookie) {
+        if RCU.poll(detachedAt) {
+            reference.release()
+        } else {
+            Reclaimer.shared.enqueue(.drop(RetiredObject(object: reference.takeRetainedValue())))
+        }
     }
 }

@@ -117,6 +117,80 @@ import Testing
         RCU.retire(b)
     }
 
+    @Test func aDetachedElementIsRetiredWithTheListsReference() {
+        RCU.debugReclamation = true
+        let lock = KernelMutex(name: "rcu-test-list-detach-retire")
+        let list = RCUList<Device>()
+        let a = Device("a"), b = Device("b")
+        lock.withLock { for device in [a, b] { list.addTail(device, holding: lock) } }
+        lock.withLock {
+            guard let detached = list.detach(a, holding: lock) else {
+                Issue.record("a is listed")
+                return
+            }
+            #expect(detached.element === a)
+            var again = false
+            if let second = list.detach(a, holding: lock) {
+                again = true
+                second.free()
+            }
+            #expect(!again, "detached once")
+            RCU.retire(detached)
+        }
+        #expect(names(list) == ["b"])
+        RCU.barrier()
+        #expect(a.isPoisoned && !b.isPoisoned)
+    }
+
+    @Test func aDroppedDetachedElementOutlivesTheReadersThatFoundIt() {
+        let lock = KernelMutex(name: "rcu-test-list-detach-drop")
+        let list = RCUList<Device>()
+        weak var watched: Device?
+        do {
+            let device = Device("dropped")
+            watched = device
+            lock.withLock { list.addTail(device, holding: lock) }
+        }
+        let found = Flag()
+        let release = Flag()
+        let reader = KernelThread(name: "rcu-test-list-detach-reader") {
+            RCU.withReadLock {
+                list.forEach { _ in found.raise() }
+                release.wait()
+            }
+        }
+        found.wait()
+        // Detach and drop the token unconsumed, with no other reference left: a reader still stands on
+        // the element, so the list's reference must outlive its section.
+        lock.withLock {
+            let device = list.first(holding: lock) { _ in true }!
+            _ = list.detach(device, holding: lock)
+        }
+        #expect(watched != nil, "alive while a reader that found it is inside its section")
+        release.raise()
+        reader.join()
+        RCU.barrier()
+        #expect(watched == nil, "dropped after the grace period")
+    }
+
+    @Test func freeAfterSynchronizeDropsTheListsReferenceAtOnce() {
+        let lock = KernelMutex(name: "rcu-test-list-detach-free")
+        let list = RCUList<Device>()
+        weak var watched: Device?
+        var detached: RCUDetached<Device>?
+        do {
+            let device = Device("freed")
+            watched = device
+            lock.withLock {
+                list.addTail(device, holding: lock)
+                detached = list.detach(device, holding: lock)
+            }
+        }
+        RCU.synchronize()
+        detached.take()?.free()
+        #expect(watched == nil, "a grace period had passed: no deferral")
+    }
+
     @Test func theUpdaterMayUnlinkTheElementItIsGiven() {
         let lock = KernelMutex(name: "rcu-test-list-unlink-in-walk")
         let list = RCUList<Device>()
