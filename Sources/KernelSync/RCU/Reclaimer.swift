@@ -244,7 +244,7 @@ final class Reclaimer: @unchecked Sendable {
             }
             // Callbacks (and the objects they hold) are released before they count as run, and under
             // the callbacks' pseudo-lock: a back-pressure waiter waits for their deinits too.
-            batch.removeAll(keepingCapacity: batch.capacity <= Reclaimer.batchSize)
+            batch.removeAll(keepingCapacity: batch.capacity <= 4 * Reclaimer.batchSize)
             if validating { callbacksMap.releaseRecorded() }
             lock.withLock {
                 // The emptied batch becomes the next queue, so queueing does not regrow an array from

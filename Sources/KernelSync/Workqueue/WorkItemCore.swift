@@ -10,8 +10,10 @@
 final class WorkItemCore: @unchecked Sendable {
     typealias State = WorkItemState<Workqueue>
 
-    /// The class of the item's pseudo-lock (``map``).
-    let lockClass: LockClass
+    /// The class of the item's pseudo-lock (``map``). Unowned: lock classes are never deallocated (the
+    /// registry keeps each for the life of the process, as the kernel's class table does), and a
+    /// reference count would be written by every item made and freed, from every thread, on one line.
+    unowned(unsafe) let lockClass: LockClass
     /// The public handle, linked by the first queueing (under ``lock``), which holds the handle:
     /// an item that is never queued (most are cancelled or disabled idle) never pays for the weak
     /// reference's side table. Queueing (the queue lock) orders the write before a worker's read.
