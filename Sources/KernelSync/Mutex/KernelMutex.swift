@@ -44,13 +44,13 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     /// - Note: Inside a macro expansion (a Swift Testing exit test, say) every line reports the macro's
     ///   line, so mutexes created there share one class; pass `class:` instead.
     public init(name: String? = nil, file: StaticString = #fileID, line: UInt = #line) {
-        mutex = PthreadMutex(adaptive: true)
+        mutex = PthreadMutex()
         lockClass = LockClass.forSite(file: file, line: line, name: name)
     }
 
     /// Creates a mutex of an explicit class (`lockdep_set_class()`).
     public init(class lockClass: LockClass) {
-        mutex = PthreadMutex(adaptive: true)
+        mutex = PthreadMutex()
         self.lockClass = lockClass
     }
 
