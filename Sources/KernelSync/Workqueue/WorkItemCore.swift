@@ -254,7 +254,14 @@ final class WorkItemCore: @unchecked Sendable {
         if target.queue.maxActive == 1 {
             target.queue.map.acquire(file: file, line: line)
             target.queue.map.release(file: file, line: line)
-            if target.queue.isWorker(caller) { return false }
+            if target.queue.isWorker(caller) {
+                // The validator, when on, has just reported this as recursive locking of the queue's
+                // pseudo-lock; when off, say it here, as the kernel's workqueue warns either way.
+                if !Lockdep.isValidating {
+                    Lockdep.emit(WorkqueueReports.queueSelfFlush(queue: target.queue, call: call, site: "\(file):\(line)"))
+                }
+                return false
+            }
         }
         if target.isPending { target.queue.expedite(item: self, sequence: target.sequence) }
         lock.withLock {

@@ -46,3 +46,27 @@ import Testing
         #expect(message.contains("(work_completion)gdev->broken_work"))
     }
 }
+
+/// Misuse with the validator off: the work queue still says what went wrong, as the kernel's workqueue
+/// warnings do without lockdep. In a child process, since the validator's mode is process-wide.
+@Suite struct WorkqueueMisuseValidatorOffTests {
+    @Test func flushingAnItemPendingBehindTheCallerOnAnOrderedQueueIsReportedWithTheValidatorOff() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            Lockdep.mode = .off
+            let queue = Workqueue(name: "wq-ordered-flush-off", ordered: true, line: 1)
+            let behind = WorkItem(name: "ordered-off-behind", line: 2) { _ in }
+            let waited = Recorder<Bool>()
+            let item = WorkItem(name: "ordered-off-caller", line: 3) { _ in
+                queue.queue(behind)
+                waited.append(behind.flush())
+            }
+            queue.queue(item)
+            queue.flush()
+            queue.flush()
+            precondition(waited.values == [false], "the flush must return at once, without waiting")
+            queue.destroy()
+        }
+        let message = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(message.contains("flush_work(ordered-off-behind) called from a worker of that queue"))
+    }
+}
