@@ -109,7 +109,7 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// withdraws the pending instance and returns without waiting.
     @discardableResult
     public func cancelSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.cancelSync(disabling: false, file: file, line: line)
+        core.cancelSync(self, disabling: false, file: file, line: line)
     }
 
     /// Waits until the instance pending or running at the call has finished; a delayed instance is made
@@ -123,7 +123,7 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// recursive locking and it returns false.
     @discardableResult
     public func flush(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.flush(file: file, line: line)
+        core.flush(self, file: file, line: line)
     }
 
     /// Adds a disable level and withdraws the pending instance, without waiting for a running one.
@@ -144,7 +144,7 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// returns without waiting.
     @discardableResult
     public func disableSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.cancelSync(disabling: true, file: file, line: line)
+        core.cancelSync(self, disabling: true, file: file, line: line)
     }
 
     /// Removes a disable level. Returns whether the item can be queued again. An enable without a
@@ -155,6 +155,6 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// Context: does not sleep.
     @discardableResult
     public func enable(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.enable(file: file, line: line)
+        core.enable(self, file: file, line: line)
     }
 }

@@ -33,7 +33,8 @@ final class WorkItemCore: @unchecked Sendable {
         self.lockClass = lockClass
     }
 
-    /// The item's name, for reports: the handle's, or the class's once the handle is gone.
+    /// The item's name, for reports on a queued item: the handle's (linked by the first queueing), or the
+    /// class's once the handle is gone. Calls that may report on an item never queued pass the handle.
     var name: String { owner?.name ?? lockClass.name }
 
     /// The item's pseudo-lock: held by the worker around the function, acquired and released by
@@ -164,14 +165,14 @@ final class WorkItemCore: @unchecked Sendable {
     /// instance was pending.
     ///
     /// Context: may block. From the item's own function it reports and does not wait.
-    func cancelSync(disabling: Bool, file: StaticString, line: UInt) -> Bool {
-        Lockdep.mightSleep(syncCallName(disabling: disabling), file: file, line: line)
+    func cancelSync(_ handle: WorkItem, disabling: Bool, file: StaticString, line: UInt) -> Bool {
+        Lockdep.mightSleep(syncCallName(handle, disabling: disabling), file: file, line: line)
         let caller = KernelThread.currentID
         // With the validator on, the own-function check must come before the pseudo-lock is recorded:
         // recorded from its own function, it would read as recursive locking, not as a self-flush.
         if Lockdep.isValidating {
             if lock.withLock({ state.isRunning(on: caller) }) {
-                return cancelFromOwnFunction(disabling: disabling, file: file, line: line)
+                return cancelFromOwnFunction(handle, disabling: disabling, file: file, line: line)
             }
             map.acquire(file: file, line: line)
             map.release(file: file, line: line)
@@ -190,7 +191,7 @@ final class WorkItemCore: @unchecked Sendable {
         }
         switch step {
         case .ownFunction:
-            return cancelFromOwnFunction(disabling: disabling, file: file, line: line)
+            return cancelFromOwnFunction(handle, disabling: disabling, file: file, line: line)
         case .done(let withdrawn):
             guard let withdrawn else { return false }
             settle(withdrawn)
@@ -209,8 +210,8 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// `cancel_work_sync` or `disable_work_sync` from the item's own function: reported; withdraws
     /// (and disables) without waiting for itself.
-    private func cancelFromOwnFunction(disabling: Bool, file: StaticString, line: UInt) -> Bool {
-        reportSelfFlush(call: syncCallName(disabling: disabling), site: "\(file):\(line)")
+    private func cancelFromOwnFunction(_ handle: WorkItem, disabling: Bool, file: StaticString, line: UInt) -> Bool {
+        reportSelfFlush(call: syncCallName(handle, disabling: disabling), site: "\(file):\(line)")
         let withdrawn = lock.withLock { disabling ? state.disable() : state.cancel() }
         if let withdrawn { settle(withdrawn) }
         changed.broadcast()
@@ -218,8 +219,8 @@ final class WorkItemCore: @unchecked Sendable {
     }
 
     /// The kernel name of a synchronous cancel, for reports (built only when one is made).
-    private func syncCallName(disabling: Bool) -> String {
-        "\(disabling ? "disable_work_sync" : "cancel_work_sync")(\(name))"
+    private func syncCallName(_ handle: WorkItem, disabling: Bool) -> String {
+        "\(disabling ? "disable_work_sync" : "cancel_work_sync")(\(handle.name))"
     }
 
     /// `flush_work`: waits until the instance pending or running at the call has finished (a delayed
@@ -233,13 +234,14 @@ final class WorkItemCore: @unchecked Sendable {
     /// Context: may block. From the item's own function it reports and returns false. From the worker
     /// of such a queue, for an instance of that queue, it would wait behind itself: the validator reports
     /// recursive locking of the queue's pseudo-lock, and it returns false without waiting.
-    func flush(file: StaticString, line: UInt) -> Bool {
-        let call = "flush_work(\(name))"
-        Lockdep.mightSleep(call, file: file, line: line)
+    func flush(_ handle: WorkItem, file: StaticString, line: UInt) -> Bool {
+        // Built only for a report.
+        func call() -> String { "flush_work(\(handle.name))" }
+        Lockdep.mightSleep(call(), file: file, line: line)
         let caller = KernelThread.currentID
         let fromOwnFunction = lock.withLock { state.isRunning(on: caller) }
         if fromOwnFunction {
-            reportSelfFlush(call: call, site: "\(file):\(line)")
+            reportSelfFlush(call: call(), site: "\(file):\(line)")
             return false
         }
         map.acquire(file: file, line: line)
@@ -258,7 +260,7 @@ final class WorkItemCore: @unchecked Sendable {
                 // The validator, when on, has just reported this as recursive locking of the queue's
                 // pseudo-lock; when off, say it here, as the kernel's workqueue warns either way.
                 if !Lockdep.isValidating {
-                    Lockdep.emit(WorkqueueReports.queueSelfFlush(queue: target.queue, call: call, site: "\(file):\(line)"))
+                    Lockdep.emit(WorkqueueReports.queueSelfFlush(queue: target.queue, call: call(), site: "\(file):\(line)"))
                 }
                 return false
             }
@@ -281,13 +283,13 @@ final class WorkItemCore: @unchecked Sendable {
     }
 
     /// `enable_work`: one disable level less. Returns whether queueing works again.
-    func enable(file: StaticString, line: UInt) -> Bool {
+    func enable(_ handle: WorkItem, file: StaticString, line: UInt) -> Bool {
         let result = lock.withLock { state.enable() }
         switch result {
         case .enabled: return true
         case .stillDisabled: return false
         case .unbalanced:
-            Lockdep.emit(WorkqueueReports.unbalancedEnable(item: self, site: "\(file):\(line)"))
+            Lockdep.emit(WorkqueueReports.unbalancedEnable(item: self, name: handle.name, site: "\(file):\(line)"))
             return true
         }
     }

@@ -57,9 +57,9 @@ enum WorkqueueReports {
         return itemReport(.workReleasedWhilePending, item: item, thread: thread, site: item.map.lockClass.site, text: text)
     }
 
-    static func unbalancedEnable(item: WorkItemCore, site: String) -> LockdepReport {
+    static func unbalancedEnable(item: WorkItemCore, name: String, site: String) -> LockdepReport {
         let thread = ThreadState.current.pointee.threadDescription
-        var text = ReportText.banner("WARNING: enable_work(\(item.name)) of an item that is not disabled")
+        var text = ReportText.banner("WARNING: enable_work(\(name)) of an item that is not disabled")
         text += "at \(site) in \(thread): every enable() must match an earlier disable() or disableSync(); nothing changed.\n\n"
         return itemReport(.workEnableUnbalanced, item: item, thread: thread, site: site, text: text)
     }

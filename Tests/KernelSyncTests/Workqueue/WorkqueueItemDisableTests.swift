@@ -49,5 +49,8 @@ import Testing
         let item = WorkItem(name: "unbalanced-enable") { _ in }
         #expect(item.enable())
         #expect(Lockdep.reports(involving: item.lockClass).map(\.kind) == [.workEnableUnbalanced])
+        // The item was never queued, so its core never linked the handle: the report still names the
+        // item, not its class ("(work_completion)unbalanced-enable").
+        #expect(Lockdep.reports(involving: item.lockClass).first?.text.contains("enable_work(unbalanced-enable)") == true)
     }
 }
