@@ -63,6 +63,8 @@ final class Reclaimer: @unchecked Sendable {
     /// released by each ``enqueue(_:)`` caller that could wait for room.
     let callbacksMap = LockdepMap(name: "rcu_callbacks")
 
+    /// Adaptive (spins briefly before sleeping): every writer of a remove path takes it for a few
+    /// instructions twice a cycle, and with two writers futex sleeps and wake-ups cost more than the holds.
     let lock = PthreadMutex(adaptive: true)
     /// The reclaimer waits here for work.
     let workAvailable = PthreadCondition()
