@@ -59,8 +59,7 @@ extension IOMMUSystem {
     /// The quarantine itself. Context: `group->mutex` held.
     func quarantineLocked(_ gdev: GroupDevice, _ group: IOMMUGroup) {
         group.mutex.assertHeld()
-        var listed = false
-        group.devices.forEachLocked(holding: group.mutex) { if $0 === gdev { listed = true } }
+        let listed = group.devices.first(holding: group.mutex) { $0 === gdev } != nil
         guard listed, !gdev.blocked else { return }
         gdev.attachedDomain = blockingDomainLocked(group)
         gdev.blocked = true
@@ -94,11 +93,7 @@ extension IOMMUSystem {
             guard let group = device.iommuGroup else { return false }
             group.mutex.lock()
             defer { group.mutex.unlock() }
-            var found: GroupDevice?
-            group.devices.forEachLocked(holding: group.mutex) { gdev in
-                if found == nil && gdev.device === device { found = gdev }
-            }
-            guard let gdev = found else { return false }
+            guard let gdev = group.groupDevice(of: device) else { return false }
             quarantineLocked(gdev, group)
             return true
         }

@@ -67,6 +67,13 @@ public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
 
     public var description: String { "IOMMUGroup(\(id))" }
 
+    /// The group_device of `device` on this group's list, found without a retain per element.
+    ///
+    /// Context: ``mutex`` held (checked by the list with the validator on).
+    func groupDevice(of device: Device) -> GroupDevice? {
+        devices.first(holding: mutex) { $0.device === device }
+    }
+
     /// The reference count (a racy snapshot).
     public var referenceCount: Int { references.load(ordering: .relaxed) }
 

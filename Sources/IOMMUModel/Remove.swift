@@ -14,7 +14,7 @@ extension IOMMUSystem {
     public func removeDevice(_ device: Device) {
         guard let group = device.iommuGroup else { return }
         group.mutex.lock()
-        guard let gdev = group.devices.first(holding: group.mutex, where: { $0.device === device }),
+        guard let gdev = group.groupDevice(of: device),
               let detached = group.devices.detach(gdev, holding: group.mutex)
         else {
             group.mutex.unlock()

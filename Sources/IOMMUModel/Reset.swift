@@ -65,11 +65,7 @@ extension IOMMUSystem {
     private func withGroupDevice(of device: Device, _ body: (GroupDevice, IOMMUGroup) -> Void) -> Bool {
         guard let group = device.iommuGroup else { return false }
         return group.mutex.withLock {
-            var found: GroupDevice?
-            group.devices.forEachLocked(holding: group.mutex) { gdev in
-                if found == nil && gdev.device === device { found = gdev }
-            }
-            guard let gdev = found else { return false }
+            guard let gdev = group.groupDevice(of: device) else { return false }
             body(gdev, group)
             return true
         }
