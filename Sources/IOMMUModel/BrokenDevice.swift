@@ -26,8 +26,10 @@ extension IOMMUSystem {
                 guard let gdev = found else { return false }
                 hooks.reportFoundDevice?(gdev)
                 checkLive(gdev)
-                // container_of(): linked before the first queueing, by a reporter that holds gdev.
-                if gdev.brokenWork.context == nil { gdev.brokenWork.context = gdev }
+                // container_of(): linked before queueing, by a reporter that holds gdev (the same value
+                // each time; linking it here rather than at allocation spares unreported group_devices
+                // a weak-reference side table).
+                gdev.brokenWork.context = gdev
                 let queued = brokenWorkQueue.queue(gdev.brokenWork)
                 if queued { counters.reportsQueued.increment() } else { counters.reportsRefused.increment() }
                 return queued

@@ -199,8 +199,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         // Ordering: release, as every store of a `next`; the successor was published already.
         let unlinked = previous.next.exchange(RCUListElement.encode(element.nextElementLocked), ordering: .releasing)
         if tail === element { tail = previous }
-        return RCUDetached(reference: Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: unlinked)!),
-                           detachedAt: RCU.snapshot())
+        return RCUDetached(unlinkedLink: unlinked)
     }
 
     /// Puts `new`, which must never have been on a list, in the place of `old` and retires `old` through
@@ -221,8 +220,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         // publication.
         let unlinked = previous.next.exchange(RCUListElement.encode(new), ordering: .releasing)
         if tail === old { tail = new }
-        RCU.retire(RCUDetached(reference: Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: unlinked)!),
-                               detachedAt: RCU.snapshot()), file: file, line: line)
+        RCU.retire(RCUDetached<Element>(unlinkedLink: unlinked), file: file, line: line)
         return true
     }
 
@@ -308,9 +306,11 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     /// The grace period that must elapse before ``reference`` may be dropped.
     private let detachedAt: GracePeriodCookie
 
-    init(reference: Unmanaged<Element>, detachedAt: GracePeriodCookie) {
-        self.reference = reference
-        self.detachedAt = detachedAt
+    /// Takes over the reference that `bits`, the old value of the `next` that pointed at the element,
+    /// held; the grace period starts counting now. Context: the element was just unlinked.
+    init(unlinkedLink bits: UInt) {
+        reference = Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+        detachedAt = RCU.snapshot()
     }
 
     /// The element.
