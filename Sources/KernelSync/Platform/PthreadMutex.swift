@@ -62,13 +62,24 @@ struct PthreadMutex {
     /// library's own locks can only be a KernelSync bug.
     @inlinable
     func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        lockOrTrap()
+        defer { unlockOrTrap() }
+        return try body()
+    }
+
+    /// ``withLock(_:)``'s lock, for a hot path where a closure would capture, and so copy, a value the
+    /// caller means to move under the lock.
+    @inlinable @inline(__always)
+    func lockOrTrap() {
         let rc = pthread_mutex_lock(handle)
         precondition(rc == 0, "KernelSync internal lock: pthread_mutex_lock returned \(rc)")
-        defer {
-            let rc = pthread_mutex_unlock(handle)
-            precondition(rc == 0, "KernelSync internal lock: pthread_mutex_unlock returned \(rc)")
-        }
-        return try body()
+    }
+
+    /// ``withLock(_:)``'s unlock. Context: the caller holds the mutex.
+    @inlinable @inline(__always)
+    func unlockOrTrap() {
+        let rc = pthread_mutex_unlock(handle)
+        precondition(rc == 0, "KernelSync internal lock: pthread_mutex_unlock returned \(rc)")
     }
 }
 

@@ -11,8 +11,9 @@ final class Quarantine: @unchecked Sendable {
     static let capacity = 4096
 
     /// ``RCU/debugReclamation``. Ordering: relaxed; a mode switch, set before the objects it concerns
-    /// are retired.
-    let enabled = Atomic<Bool>(Quarantine.initiallyEnabled())
+    /// are retired. A static, not a field of ``shared``: every retire reads it, and reaching it through
+    /// the instance cost a retain and a release of the instance each time.
+    static let enabled = Atomic<Bool>(Quarantine.initiallyEnabled())
 
     private let lock = PthreadMutex()
     /// Guarded by: lock. A ring of the newest poisoned objects.

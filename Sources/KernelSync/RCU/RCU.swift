@@ -178,7 +178,7 @@ public enum RCU {
     /// Kernel analogue: `kfree_rcu()`.
     ///
     /// Context: as ``call(_:)``.
-    public static func retire(_ object: AnyObject, file: StaticString = #fileID, line: UInt = #line) {
+    public static func retire(_ object: __owned AnyObject, file: StaticString = #fileID, line: UInt = #line) {
         if debugReclamation, let protected = object as? RCUProtected {
             protected.markRetired(file: file, line: line)
         }
@@ -243,8 +243,8 @@ public enum RCU {
     /// after their grace period is reported with their history. Off by default; on with
     /// `KSYNC_RCU_DEBUG=1` at start; tests and the stress binary turn it on.
     public static var debugReclamation: Bool {
-        get { Quarantine.shared.enabled.load(ordering: .relaxed) }
-        set { Quarantine.shared.enabled.store(newValue, ordering: .relaxed) }
+        get { Quarantine.enabled.load(ordering: .relaxed) }
+        set { Quarantine.enabled.store(newValue, ordering: .relaxed) }
     }
 
     // MARK: Testing the tests

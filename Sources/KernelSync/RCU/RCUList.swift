@@ -48,8 +48,10 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// links.
     ///
     /// Guarded by: the update lock (whichever the callers pass; the list does not know it). Opts out of
-    /// dynamic exclusivity checks since the lock makes access exclusive.
-    @exclusivity(unchecked) private var tail: RCUListElement
+    /// dynamic exclusivity checks since the lock makes access exclusive. Unowned: the tail is always
+    /// ``head`` or an element the list holds (through its predecessor's `next`), and moves back before
+    /// that element is detached; a counted reference here cost two retains and two releases a cycle.
+    @exclusivity(unchecked) private unowned(unsafe) var tail: RCUListElement
 
     public init() { tail = head }
 
@@ -197,8 +199,10 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         guard let previous = predecessor(of: element) else { return nil }
         // Ordering: release, as every store of a `next`; the successor was published already.
-        let unlinked = previous.next.exchange(RCUListElement.encode(element.nextElementLocked), ordering: .releasing)
-        if tail === element { tail = previous }
+        let unlinked = previous._withUnsafeGuaranteedRef {
+            $0.next.exchange(element.retainedNextBits, ordering: .releasing)
+        }
+        if tail === element { tail = previous.takeUnretainedValue() }
         return RCUDetached(unlinkedLink: unlinked)
     }
 
@@ -215,10 +219,10 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         guard let previous = predecessor(of: old) else { return false }
         new.claimForList(file: file, line: line)
-        new.next.store(RCUListElement.encode(old.nextElementLocked), ordering: .relaxed)
+        new.next.store(old.retainedNextBits, ordering: .relaxed)
         // Ordering: release, so that the replacement's initialisation and `next` come before its
         // publication.
-        let unlinked = previous.next.exchange(RCUListElement.encode(new), ordering: .releasing)
+        let unlinked = previous._withUnsafeGuaranteedRef { $0.next.exchange(RCUListElement.encode(new), ordering: .releasing) }
         if tail === old { tail = new }
         RCU.retire(RCUDetached<Element>(unlinkedLink: unlinked), file: file, line: line)
         return true
@@ -228,13 +232,13 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     ///
     /// The walk compares addresses and lends each element without a retain: listed elements are kept
     /// alive by the list's own references, which only the lock holder changes.
-    private func predecessor(of element: Element) -> RCUListElement? {
+    private func predecessor(of element: Element) -> Unmanaged<RCUListElement>? {
         let target = UInt(bitPattern: Unmanaged.passUnretained(element).toOpaque())
         var previous = Unmanaged.passUnretained(head)
         while true {
             let bits = previous._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
             if bits == 0 { return nil }
-            if bits == target { return previous.takeUnretainedValue() }
+            if bits == target { return previous }
             previous = Unmanaged<RCUListElement>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
         }
     }
@@ -277,6 +281,14 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
 
     final var nextElement: RCUListElement? { RCUListElement.decode(next.load(ordering: .acquiring)) }
     final var nextElementLocked: RCUListElement? { RCUListElement.decode(next.load(ordering: .relaxed)) }
+    /// ``next`` with a reference of its own taken on the element it points to, for a link being copied
+    /// (the updater's, under the list's lock). One retain, rather than the retain and release of going
+    /// through a strong reference.
+    final var retainedNextBits: UInt {
+        let bits = next.load(ordering: .relaxed)
+        if let raw = UnsafeRawPointer(bitPattern: bits) { _ = Unmanaged<RCUListElement>.fromOpaque(raw).retain() }
+        return bits
+    }
 
     /// Marks the element listed; traps if it was listed before.
     final func claimForList(file: StaticString, line: UInt) {

@@ -120,30 +120,41 @@ final class Reclaimer: @unchecked Sendable {
     ///
     /// Context: may block when the backlog is full, except on the reclaimer thread, in a read section and
     /// in atomic context, where it is admitted above the bound.
-    func enqueue(_ action: Callback.Action) {
+    func enqueue(_ action: consuming Callback.Action) {
         if Lockdep.isValidating { recordPossibleWait() }
-        let target = engine.snapshot()
-        lock.withLock {
-            startIfNeeded()
-            var aboveBound = false
-            if Int(queuedTotal - ranTotal) >= maxBacklog {
-                if callerMayWait {
-                    Lockdep.mightSleep("call_rcu() back-pressure")
-                    backPressureWaits += 1
-                    while Int(queuedTotal - ranTotal) >= maxBacklog {
-                        wake(expediting: true)
-                        progress.wait(lock)
-                    }
-                } else {
-                    overBoundAdmissions += 1
-                    aboveBound = true
-                }
-            }
-            queue.append(Callback(target: target, action: action))
-            queuedTotal += 1
-            if !aboveBound { peakBacklog = max(peakBacklog, Int(queuedTotal - ranTotal)) }
-            if idle || queue.count == Reclaimer.batchSize { wake(expediting: false) }
+        let callback = Callback(target: engine.snapshot(), action: consume action)
+        // Locked by hand rather than through a closure: a captured action would be copied (its object
+        // retained) into the queue, where this way the caller's reference moves there.
+        lock.lockOrTrap()
+        startIfNeeded()
+        var aboveBound = false
+        if Int(queuedTotal - ranTotal) >= maxBacklog {
+            aboveBound = !admitAfterBackPressure()
         }
+        queue.append(callback)
+        queuedTotal += 1
+        if !aboveBound { peakBacklog = max(peakBacklog, Int(queuedTotal - ranTotal)) }
+        if idle || queue.count == Reclaimer.batchSize { wake(expediting: false) }
+        lock.unlockOrTrap()
+    }
+
+    /// A full backlog: waits until there is room and returns true, or, for a caller that must not wait,
+    /// counts an admission above the bound and returns false.
+    ///
+    /// Context: lock held (released while waiting).
+    @inline(never)
+    private func admitAfterBackPressure() -> Bool {
+        guard callerMayWait else {
+            overBoundAdmissions += 1
+            return false
+        }
+        Lockdep.mightSleep("call_rcu() back-pressure")
+        backPressureWaits += 1
+        while Int(queuedTotal - ranTotal) >= maxBacklog {
+            wake(expediting: true)
+            progress.wait(lock)
+        }
+        return true
     }
 
     /// Wakes the reclaimer; with `expediting`, also ends its gathering at once.
