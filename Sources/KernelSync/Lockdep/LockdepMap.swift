@@ -87,13 +87,20 @@ public final class LockdepMap: @unchecked Sendable, CustomStringConvertible {
 ///
 /// Context: the owner must outlive every acquisition (it is not retained).
 struct EmbeddedLockdepMap {
-    let lockClass: LockClass
+    /// Unowned: lock classes live as long as the process, and a counted reference would write the
+    /// class's reference count on every idle cancel of every item of the class, from every thread.
+    unowned(unsafe) let lockClass: LockClass
     /// The owning object's address.
     let identity: UnsafeRawPointer
 
     init(class lockClass: LockClass, owner: AnyObject) {
+        self.init(class: lockClass, identity: UnsafeRawPointer(Unmanaged.passUnretained(owner).toOpaque()))
+    }
+
+    /// A map whose identity is an address the caller chose (an object's that it belongs to).
+    init(class lockClass: LockClass, identity: UnsafeRawPointer) {
         self.lockClass = lockClass
-        identity = UnsafeRawPointer(Unmanaged.passUnretained(owner).toOpaque())
+        self.identity = identity
     }
 
     /// As ``LockdepMap/acquire(subclass:trylock:file:line:)``.

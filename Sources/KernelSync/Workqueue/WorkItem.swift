@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A unit of deferred work: a function that a ``Workqueue`` runs on one of its worker threads.
 ///
 /// Kernel analogue: `struct work_struct` / `struct delayed_work` with `INIT_WORK()`, `cancel_work()`,
@@ -26,10 +28,22 @@
 ///   object"), and the pending instance is withdrawn. A running item is kept alive by its worker until
 ///   the function returns.
 public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
-    let core: WorkItemCore
     public let name: String
     let function: @Sendable (WorkItem) -> Void
-    /// Guarded by: the core's lock. ``context``.
+    /// The class of the item's pseudo-lock. Unowned: lock classes live as long as the process.
+    public unowned(unsafe) let lockClass: LockClass
+    /// The core (``WorkItemCore``, the item's state, which queues hold) as an `Unmanaged` +1 reference,
+    /// or 0 until the first queueing makes it. An item that is never queued (most are cancelled or
+    /// disabled idle, as a group_device's `broken_work` is) costs one allocation, not two, as the
+    /// kernel's `INIT_WORK` costs none.
+    ///
+    /// Ordering: stored once, with release, under the item's lock; loaded with acquire. It never
+    /// changes after that, so a reader that finds it needs no lock to use it.
+    private let coreBits = Atomic<UInt>(0)
+    /// Guarded by: the item's lock. Disable levels taken before the core was made; the core starts with
+    /// them, and from then on keeps its own.
+    @exclusivity(unchecked) private var disableCountBeforeCore: Int32 = 0
+    /// Guarded by: the item's lock. ``context``.
     private weak var contextObject: AnyObject?
 
     /// Creates an idle item that runs `function`. Its pseudo-lock class is keyed by the calling source
@@ -40,10 +54,9 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
         name: String? = nil, file: StaticString = #fileID, line: UInt = #line,
         _ function: @escaping @Sendable (WorkItem) -> Void
     ) {
-        let lockClass = LockClass.forSite(file: file, line: line, name: name.map { "(work_completion)\($0)" })
+        lockClass = LockClass.forSite(file: file, line: line, name: name.map { "(work_completion)\($0)" })
         self.name = name ?? "\(file):\(line)"
         self.function = function
-        core = WorkItemCore(lockClass: lockClass)
     }
 
     /// Creates an idle item that runs `function`, with an explicit pseudo-lock class: for items made at
@@ -54,11 +67,13 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     public init(name: String? = nil, class lockClass: LockClass, _ function: @escaping @Sendable (WorkItem) -> Void) {
         self.name = name ?? lockClass.name
         self.function = function
-        core = WorkItemCore(lockClass: lockClass)
+        self.lockClass = lockClass
     }
 
     deinit {
-        core.ownerReleased(name: name)
+        guard let core = Unmanaged<WorkItemCore>.decode(coreBits.load(ordering: .acquiring)) else { return }
+        core._withUnsafeGuaranteedRef { $0.ownerReleased(name: name) }
+        core.release()
     }
 
     /// The object this item does its work for, held weakly: how the function finds its owner without
@@ -75,18 +90,20 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Context: any, atomic context included (the item's lock is an internal one, held for a moment).
     public var context: AnyObject? {
-        get { core.withLock { contextObject } }
-        set { core.withLock { contextObject = newValue } }
+        get { lock.withLock { contextObject } }
+        set { lock.withLock { contextObject = newValue } }
     }
 
-    /// The item's pseudo-lock class, to find its reports with ``Lockdep/reports(involving:)``.
-    public var lockClass: LockClass { core.lockClass }
     /// Whether an instance is queued and has not started (a racy snapshot).
-    public var isPending: Bool { core.isPending }
+    public var isPending: Bool { madeCore?.isPending ?? false }
     /// Whether the function is running on a worker (a racy snapshot).
-    public var isRunning: Bool { core.isRunning }
+    public var isRunning: Bool { madeCore?.isRunning ?? false }
 
-    public var description: String { "WorkItem(\(name): \(core.stateDescription))" }
+    public var description: String {
+        let state = madeCore?.stateDescription
+            ?? lock.withLock { WorkItemState<Workqueue>(disableCount: disableCountBeforeCore).description }
+        return "WorkItem(\(name): \(state))"
+    }
 
     /// Withdraws the pending instance, without waiting for a running one. Returns whether an instance
     /// was pending.
@@ -95,7 +112,7 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Context: does not sleep; callable in atomic context.
     @discardableResult
-    public func cancel() -> Bool { core.cancel() }
+    public func cancel() -> Bool { madeCore?.cancel() ?? false }
 
     /// Withdraws the pending instance and waits until the function is not running. On return the item
     /// is neither pending nor running, even if the function requeues itself (queueing fails while the
@@ -109,7 +126,8 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// withdraws the pending instance and returns without waiting.
     @discardableResult
     public func cancelSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.cancelSync(self, disabling: false, file: file, line: line)
+        if let core = madeCore { return core.cancelSync(self, disabling: false, file: file, line: line) }
+        return syncCallBeforeCore(disabling: false, file: file, line: line)
     }
 
     /// Waits until the instance pending or running at the call has finished; a delayed instance is made
@@ -123,7 +141,12 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// recursive locking and it returns false.
     @discardableResult
     public func flush(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.flush(self, file: file, line: line)
+        if let core = madeCore { return core.flush(self, file: file, line: line) }
+        // Never queued: nothing to wait for, but the wait is recorded as for an idle item.
+        Lockdep.mightSleep("flush_work(\(name))", file: file, line: line)
+        map.acquire(file: file, line: line)
+        map.release(file: file, line: line)
+        return false
     }
 
     /// Adds a disable level and withdraws the pending instance, without waiting for a running one.
@@ -133,7 +156,10 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Context: does not sleep; callable in atomic context.
     @discardableResult
-    public func disable() -> Bool { core.disable() }
+    public func disable() -> Bool {
+        if let core = madeCore { return core.disable() }
+        return disableBeforeCore() ?? madeCore!.disable()
+    }
 
     /// ``disable()``, then waits until the function is not running. Returns whether an instance was
     /// pending.
@@ -144,7 +170,8 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// returns without waiting.
     @discardableResult
     public func disableSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.cancelSync(self, disabling: true, file: file, line: line)
+        if let core = madeCore { return core.cancelSync(self, disabling: true, file: file, line: line) }
+        return syncCallBeforeCore(disabling: true, file: file, line: line)
     }
 
     /// Removes a disable level. Returns whether the item can be queued again. An enable without a
@@ -155,6 +182,80 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// Context: does not sleep.
     @discardableResult
     public func enable(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        core.enable(self, file: file, line: line)
+        if let core = madeCore { return core.enable(self, file: file, line: line) }
+        enum Outcome { case madeMeanwhile, enabled, stillDisabled, unbalanced }
+        let outcome: Outcome = lock.withLock {
+            if coreBits.load(ordering: .relaxed) != 0 { return .madeMeanwhile }
+            guard disableCountBeforeCore > 0 else { return .unbalanced }
+            disableCountBeforeCore -= 1
+            return disableCountBeforeCore == 0 ? .enabled : .stillDisabled
+        }
+        switch outcome {
+        case .madeMeanwhile: return madeCore!.enable(self, file: file, line: line)
+        case .enabled: return true
+        case .stillDisabled: return false
+        case .unbalanced:
+            Lockdep.emit(WorkqueueReports.unbalancedEnable(lockClass: lockClass, name: name, site: "\(file):\(line)"))
+            return true
+        }
+    }
+
+    // MARK: The core
+
+    /// The core, made by the first queueing (``Workqueue`` calls this).
+    var core: WorkItemCore {
+        if let core = madeCore { return core }
+        return lock.withLock {
+            if let core = madeCore { return core }
+            let core = WorkItemCore(lockClass: lockClass, key: key, disableCount: disableCountBeforeCore)
+            coreBits.store(UInt(bitPattern: Unmanaged.passRetained(core).toOpaque()), ordering: .releasing)
+            return core
+        }
+    }
+
+    /// The core if the item was ever queued. Unretained: the handle holds it for its whole life.
+    private var madeCore: WorkItemCore? {
+        Unmanaged<WorkItemCore>.decode(coreBits.load(ordering: .acquiring))?.takeUnretainedValue()
+    }
+
+    /// The item's identity, for its lock and its pseudo-lock, before and after the core is made.
+    private var key: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    /// The item's lock: the shared table's entry for ``key``, the core's lock too.
+    private var lock: PthreadMutex { HashedWaitTable.shared.entry(for: key).lock }
+
+    /// The item's pseudo-lock, the core's ``WorkItemCore/map`` before the core exists.
+    private var map: EmbeddedLockdepMap { EmbeddedLockdepMap(class: lockClass, identity: key) }
+
+    /// `cancel_work_sync` or `disable_work_sync` of an item never queued: nothing can be pending or
+    /// running, so there is nothing to wait for, but the call is checked and recorded as for an idle item
+    /// (the pseudo-lock acquired and released), and a disable is counted. If a queueing made the core
+    /// meanwhile, the core's call does the work.
+    private func syncCallBeforeCore(disabling: Bool, file: StaticString, line: UInt) -> Bool {
+        if Lockdep.isValidating {
+            Lockdep.mightSleep("\(disabling ? "disable_work_sync" : "cancel_work_sync")(\(name))", file: file, line: line)
+            map.acquire(file: file, line: line)
+            map.release(file: file, line: line)
+        }
+        guard disabling else { return false }
+        if let result = disableBeforeCore() { return result }
+        return madeCore!.cancelSync(self, disabling: true, file: file, line: line)
+    }
+
+    /// Counts a disable level while the core does not exist: returns false (nothing was pending), or
+    /// nil when a queueing made the core meanwhile and the caller must disable through it.
+    private func disableBeforeCore() -> Bool? {
+        lock.withLock {
+            if coreBits.load(ordering: .relaxed) != 0 { return nil }
+            disableCountBeforeCore += 1
+            return false
+        }
+    }
+}
+
+extension Unmanaged {
+    /// The reference an atomic word holds, or nil for 0.
+    static func decode(_ bits: UInt) -> Unmanaged? {
+        UnsafeRawPointer(bitPattern: bits).map { Unmanaged.fromOpaque($0) }
     }
 }

@@ -3,7 +3,7 @@
 ///
 /// Queues hold the core, never the public ``WorkItem``: the owner's handle can then be released while
 /// an instance is pending, and its deinit can report that (kernel: `debug_object_free` of an active
-/// `work_struct`).
+/// `work_struct`). The handle makes its core when it is first queued (most items never are).
 ///
 /// Lock order: an item's `lock` may be held while taking a queue's lock (queueing, withdrawing), never
 /// the other way round; the worker takes a queue's lock, releases it, then takes the item's.
@@ -14,6 +14,10 @@ final class WorkItemCore: @unchecked Sendable {
     /// registry keeps each for the life of the process, as the kernel's class table does), and a
     /// reference count would be written by every item made and freed, from every thread, on one line.
     unowned(unsafe) let lockClass: LockClass
+    /// The handle's address: the item's identity for its lock (``waitEntry``) and its pseudo-lock
+    /// (``map``), the same before and after the handle made this core. Kept after the handle is gone,
+    /// when a new handle at that address shares no more with this core than a hash bucket.
+    let key: UnsafeRawPointer
     /// The public handle, linked by the first queueing (under ``lock``), which holds the handle:
     /// an item that is never queued (most are cancelled or disabled idle) never pays for the weak
     /// reference's side table. Queueing (the queue lock) orders the write before a worker's read.
@@ -24,13 +28,15 @@ final class WorkItemCore: @unchecked Sendable {
     /// makes access exclusive, and the check would cost more than the rest of an idle cancel. Wait loops
     /// read it again after every wait.
     @exclusivity(unchecked) private var state = State()
-    /// Guarded by: lock. Whether ``owner`` was linked. Last, so that it takes one byte: the name, the
-    /// function and the context live in the handle, and the core stays at most 120 bytes, which glibc
-    /// serves from its fast bins (freed without the arena lock, by the reclaimer thread as often as not).
+    /// Guarded by: lock. Whether ``owner`` was linked. Last, so that it takes one byte.
     @exclusivity(unchecked) private var ownerLinked = false
 
-    init(lockClass: LockClass) {
+    /// Context: the handle's lock held (``HashedWaitTable`` entry of `key`), so that no disable is lost
+    /// between the handle's count and this state.
+    init(lockClass: LockClass, key: UnsafeRawPointer, disableCount: Int32) {
         self.lockClass = lockClass
+        self.key = key
+        state = State(disableCount: disableCount)
     }
 
     /// The item's name, for reports on a queued item: the handle's (linked by the first queueing), or the
@@ -39,15 +45,13 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// The item's pseudo-lock: held by the worker around the function, acquired and released by
     /// `cancelSync`, `flush` and `disableSync` in their caller. Embedded: its identity is the item's.
-    var map: EmbeddedLockdepMap { EmbeddedLockdepMap(class: lockClass, owner: self) }
+    var map: EmbeddedLockdepMap { EmbeddedLockdepMap(class: lockClass, identity: key) }
 
     /// The item's lock and condition, from the shared table (items are many and seldom waited on): the
     /// lock guards ``state``; the condition is signalled after every transition that ends a run or
     /// withdraws an instance. Nothing here holds the lock while taking another item's, or drops the last
     /// reference to another item, as the table requires.
-    private var waitEntry: HashedWaitTable.Entry {
-        HashedWaitTable.shared.entry(for: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()))
-    }
+    private var waitEntry: HashedWaitTable.Entry { HashedWaitTable.shared.entry(for: key) }
     private var lock: PthreadMutex { waitEntry.lock }
     private var changed: PthreadCondition { waitEntry.condition }
 
@@ -62,9 +66,6 @@ final class WorkItemCore: @unchecked Sendable {
     var stateDescription: String { lock.withLock { state.description } }
     var isPending: Bool { lock.withLock { state.isPending } }
     var isRunning: Bool { lock.withLock { state.isRunning } }
-
-    /// Runs `body` under the item's lock (for the handle's ``WorkItem/context``).
-    func withLock<R>(_ body: () -> R) -> R { lock.withLock(body) }
 
     // MARK: Queueing
 
@@ -289,7 +290,7 @@ final class WorkItemCore: @unchecked Sendable {
         case .enabled: return true
         case .stillDisabled: return false
         case .unbalanced:
-            Lockdep.emit(WorkqueueReports.unbalancedEnable(item: self, name: handle.name, site: "\(file):\(line)"))
+            Lockdep.emit(WorkqueueReports.unbalancedEnable(lockClass: lockClass, name: handle.name, site: "\(file):\(line)"))
             return true
         }
     }

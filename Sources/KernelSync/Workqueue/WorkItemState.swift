@@ -107,6 +107,15 @@ struct WorkItemState<Placement: WorkPlacement>: CustomStringConvertible {
     private var cancellingCalls: Int32 = 0
     private var nextSequence: UInt64 = 1
 
+    /// An idle item, never queued.
+    init() {}
+
+    /// An idle item, never queued, disabled `disableCount` times: the state of an item whose disables
+    /// came before the storage for its state was made (see ``WorkItem``).
+    init(disableCount: Int32) {
+        disableLevels = disableCount
+    }
+
     var isPending: Bool { pending != nil }
     var isRunning: Bool { running != nil }
     var isIdle: Bool { pending == nil && running == nil }

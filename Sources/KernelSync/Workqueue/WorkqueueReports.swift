@@ -45,7 +45,7 @@ enum WorkqueueReports {
         text += "\(thread) runs \(item.name) and called \(call) at \(site);\n"
         text += "it would wait for its own return forever. Returning without waiting.\n"
         text += "Expected: cancel or flush the item from another thread (the work may requeue itself, or return).\n\n"
-        return itemReport(.workSelfFlush, item: item, thread: thread, site: site, text: text)
+        return itemReport(.workSelfFlush, lockClass: item.lockClass, thread: thread, site: site, text: text)
     }
 
     static func releasedWhilePending(item: WorkItemCore, name: String, state: String) -> LockdepReport {
@@ -54,14 +54,14 @@ enum WorkqueueReports {
         text += "the last reference to work item \(name) was released by \(thread) while it was \(state).\n"
         text += "The pending instance is withdrawn and will not run.\n"
         text += "Expected: cancelSync() or disableSync() the item before releasing it.\n\n"
-        return itemReport(.workReleasedWhilePending, item: item, thread: thread, site: item.map.lockClass.site, text: text)
+        return itemReport(.workReleasedWhilePending, lockClass: item.lockClass, thread: thread, site: item.lockClass.site, text: text)
     }
 
-    static func unbalancedEnable(item: WorkItemCore, name: String, site: String) -> LockdepReport {
+    static func unbalancedEnable(lockClass: LockClass, name: String, site: String) -> LockdepReport {
         let thread = ThreadState.current.pointee.threadDescription
         var text = ReportText.banner("WARNING: enable_work(\(name)) of an item that is not disabled")
         text += "at \(site) in \(thread): every enable() must match an earlier disable() or disableSync(); nothing changed.\n\n"
-        return itemReport(.workEnableUnbalanced, item: item, thread: thread, site: site, text: text)
+        return itemReport(.workEnableUnbalanced, lockClass: lockClass, thread: thread, site: site, text: text)
     }
 
     static func queueSelfFlush(queue: Workqueue, call: String, site: String) -> LockdepReport {
@@ -106,10 +106,10 @@ enum WorkqueueReports {
     }
 
     private static func itemReport(
-        _ kind: LockdepReport.Kind, item: WorkItemCore, thread: String, site: String, text: String
+        _ kind: LockdepReport.Kind, lockClass: LockClass, thread: String, site: String, text: String
     ) -> LockdepReport {
         LockdepReport(
-            kind: kind, classes: [item.map.lockClass.name], lockClasses: [item.map.lockClass], thread: thread,
+            kind: kind, classes: [lockClass.name], lockClasses: [lockClass], thread: thread,
             site: site, text: text, occurrences: 1)
     }
 

@@ -45,6 +45,43 @@ import Testing
         queue.destroy()
     }
 
+    @Test func aDisableSyncBeforeTheFirstQueueingCarriesOverToIt() {
+        // A never-queued item keeps its disable levels in the handle; the first queueing makes the
+        // item's state with them.
+        let queue = Workqueue(name: "wq-disable-first")
+        let runs = Counter()
+        let item = WorkItem(name: "disable-first") { _ in runs.increment() }
+        #expect(!item.disableSync())
+        #expect(!item.disable())
+        #expect(item.description == "WorkItem(disable-first: disabled ×2)")
+        #expect(!queue.queue(item))
+        #expect(item.description == "WorkItem(disable-first: disabled ×2)")
+        #expect(!item.enable())
+        #expect(item.enable())
+        #expect(queue.queue(item))
+        item.flush()
+        #expect(runs.value == 1)
+        queue.destroy()
+    }
+
+    @Test func aDisableRacingTheFirstQueueingIsNeverLost() {
+        // The first queueing makes the item's state while a disable may be counting a level in the
+        // handle: whichever wins, the level must be in the state afterwards.
+        let queue = Workqueue(name: "wq-disable-race", maxActive: 2)
+        let items = (0..<2_000).map { index in WorkItem(name: "disable-race-\(index)") { _ in } }
+        KernelThread.runAll(count: 2, name: "disable-race") { thread in
+            for item in items {
+                if thread == 0 { queue.queue(item) } else { item.disable() }
+            }
+        }
+        for item in items {
+            #expect(!queue.queue(item), "\(item) lost its disable level")
+            item.enable()
+            item.cancelSync()
+        }
+        queue.destroy()
+    }
+
     @Test func anEnableWithoutADisableIsReported() {
         let item = WorkItem(name: "unbalanced-enable") { _ in }
         #expect(item.enable())
