@@ -41,6 +41,9 @@ public final class ProbeFaultInjector: Sendable {
 
     /// Consumes `fault` if it is armed; throws its error then.
     func check(_ fault: ProbeFault) throws(IOMMUError) {
+        // A load first: every probe checks, from every thread, and an unarmed check must not write the
+        // shared word (moving its cache line between the probing threads' cores).
+        guard armed.load(ordering: .relaxed) & fault.bit != 0 else { return }
         let before = armed.bitwiseAnd(~fault.bit, ordering: .relaxed).oldValue
         guard before & fault.bit != 0 else { return }
         fired.add(1, ordering: .relaxed)

@@ -24,7 +24,9 @@ public final class SysfsRegistry: @unchecked Sendable {
     ///
     /// Kernel analogue: `sysfs_create_link()`, `kobject_add()`.
     ///
-    /// Context: may sleep. `path` is built only with bookkeeping on.
+    /// Context: may sleep. `path` is built only with bookkeeping on (inlined, so that with bookkeeping
+    /// off not even the closure that builds it is made).
+    @inline(__always)
     func create(_ path: @autoclosure () -> String) -> Bool {
         guard enabled else { return true }
         let path = path()
@@ -35,7 +37,8 @@ public final class SysfsRegistry: @unchecked Sendable {
     ///
     /// Kernel analogue: `sysfs_remove_link()`, `kobject_del()`.
     ///
-    /// Context: may sleep. `path` is built only with bookkeeping on.
+    /// Context: may sleep. `path` is built only with bookkeeping on (inlined, as ``create(_:)``).
+    @inline(__always)
     func remove(_ path: @autoclosure () -> String) {
         guard enabled else { return }
         let path = path()

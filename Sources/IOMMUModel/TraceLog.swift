@@ -39,9 +39,14 @@ public final class TraceLog: @unchecked Sendable {
         lock = KernelMutex(class: lockClass)
     }
 
-    /// Records `event`. Context: may sleep (briefly).
-    func record(_ event: Event) {
+    /// Records `event`, which is built only with bookkeeping on. Context: may sleep (briefly).
+    @inline(__always)
+    func record(_ event: @autoclosure () -> Event) {
         guard enabled else { return }
+        recordEnabled(event())
+    }
+
+    private func recordEnabled(_ event: Event) {
         let (key, delta) = switch event {
         case .addDeviceToGroup(let group, let device): ("\(group)/\(device)", 1)
         case .removeDeviceFromGroup(let group, let device): ("\(group)/\(device)", -1)
