@@ -13,6 +13,13 @@ extension IOMMUSystem {
     /// atomic context, not inside a read section.
     public func removeDevice(_ device: Device) {
         guard let group = device.iommuGroup else { return }
+        removeDevice(device, from: group)
+    }
+
+    /// The body of ``removeDevice(_:)``, with the group as a borrowed parameter: the compiler then
+    /// loads `group.mutex` and `group.devices` without a retain and release around every use, which it
+    /// did when the group was a local it owned (eight reference-count operations a removal).
+    private func removeDevice(_ device: Device, from group: IOMMUGroup) {
         group.mutex.lock()
         guard let gdev = group.groupDevice(of: device),
               let detached = group.devices.detach(gdev, holding: group.mutex)

@@ -43,7 +43,7 @@ public final class KernelThread: @unchecked Sendable {
     }
 
     /// The kernel thread id of the calling thread (`gettid(2)`).
-    public static var currentID: Int32 { ks_gettid() }
+    @inlinable public static var currentID: Int32 { ks_gettid() }
 
     /// Runs `count` threads named "`name`/i" that each run `body(i)`, and waits for all of them.
     public static func runAll(count: Int, name: String, _ body: @escaping @Sendable (Int) -> Void) {
