@@ -75,6 +75,13 @@ extern __thread void *ks_rcu_reader __attribute__((tls_model("initial-exec")));
 static inline void *ks_rcu_reader_get(void) { return ks_rcu_reader; }
 static inline void ks_rcu_reader_set(void *reader) { ks_rcu_reader = reader; }
 
+/// The calling thread's RCU callback list (an unretained ThreadCallbacks), or NULL before its first
+/// call_rcu. A pthread key holds the reference and hands the list over at thread exit.
+extern __thread void *ks_callback_list __attribute__((tls_model("initial-exec")));
+
+static inline void *ks_callback_list_get(void) { return ks_callback_list; }
+static inline void ks_callback_list_set(void *list) { ks_callback_list = list; }
+
 /// Flags that inlined fast paths in other modules (the RCU read side) test with one load, without the
 /// lazy-initialisation check a Swift global costs. Bit KS_FLAG_LOCKDEP: the lock validator is validating
 /// (kept by Lockdep's mode setters). Bit KS_FLAG_RCU_FENCES: RCU readers issue full fences (set once by

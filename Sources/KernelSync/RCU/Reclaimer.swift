@@ -1,3 +1,5 @@
+import CKernelSync
+import Glibc
 import Synchronization
 
 /// Runs deferred callbacks after grace periods, on one thread, in the order they were queued.
@@ -11,8 +13,17 @@ import Synchronization
 /// for callbacks — `barrier`, a caller held back by the bound, a polled grace period — cuts the gathering
 /// short. liburcu's call_rcu worker, by contrast, sleeps a fixed 10 ms between batches whoever waits.
 ///
+/// Each thread queues onto a list of its own (``ThreadCallbacks``, the kernel's per-CPU callback list),
+/// under a lock nobody else takes in the common case: writers on several threads do not contend for one
+/// lock, or move its cache line between their cores, twice a removal. The reclaimer collects every
+/// list at the start and end of each round (and ``waitForQueued()`` does before it counts), and a
+/// thread hands its list over itself once it holds ``handOffThreshold`` callbacks. So callbacks run in
+/// the order each thread queued them; callbacks of different threads are not ordered (nor are they in
+/// the kernel).
+///
 /// The backlog (queued but not yet run) is bounded: a caller that would exceed ``maxBacklog`` waits until
-/// callbacks have run. Callers that must not wait — the reclaimer itself (a callback that queues more),
+/// callbacks have run. The bound is checked when a thread hands its list over, so each thread may hold
+/// up to ``handOffThreshold`` callbacks beyond it (at most a sixteenth of the bound, and 256). Callers that must not wait — the reclaimer itself (a callback that queues more),
 /// a thread inside a read section, whose wait would block the very grace period it waits for, and a
 /// thread in atomic context — are admitted above the bound and counted in ``overBoundAdmissions``.
 ///
@@ -58,6 +69,17 @@ final class Reclaimer: @unchecked Sendable {
     static let batchDelayNanoseconds: UInt64 = 1_000_000
     /// A batch this large starts its grace period at once.
     static let batchSize = 4_096
+    /// Emptied arrays kept for the lists: a batch's worth of hand-overs (a batch gathers for a
+    /// millisecond; a thread hands over every 256 callbacks), so that lists seldom start from nothing.
+    static let maxSpareArrays = 128
+
+    /// An array for a thread's list, with room for a hand-over's worth, so that it is not regrown from
+    /// one element up.
+    static func freshList() -> [Callback] {
+        var list: [Callback] = []
+        list.reserveCapacity(256)
+        return list
+    }
 
     /// The callbacks' pseudo-lock, "rcu_callbacks": held by the reclaimer while a batch runs, acquired and
     /// released by each ``enqueue(_:)`` caller that could wait for room.
@@ -71,10 +93,14 @@ final class Reclaimer: @unchecked Sendable {
     /// Barrier and back-pressure waiters wait here for callbacks to have run.
     let progress = PthreadCondition()
 
-    /// Guarded by: lock.
-    @exclusivity(unchecked) private var queue: [Callback] = []
-    /// Guarded by: lock. The last batch's array, emptied with its capacity kept: the next queue.
-    @exclusivity(unchecked) private var spare: [Callback] = []
+    /// Guarded by: lock. The callbacks collected from the threads' lists and not yet taken as a batch:
+    /// each list's array, moved whole (no callback is copied, so no object is retained to move it).
+    @exclusivity(unchecked) private var segments: [[Callback]] = []
+    /// Guarded by: lock. How many callbacks ``segments`` holds.
+    @exclusivity(unchecked) private var collectedCount = 0
+    /// Guarded by: lock. Emptied arrays with their capacity kept, given back to the lists as they are
+    /// collected, so that queueing does not regrow an array from nothing after every collection.
+    @exclusivity(unchecked) private var spareArrays: [[Callback]] = []
     /// Guarded by: lock. Callbacks queued since start.
     @exclusivity(unchecked) private(set) var queuedTotal: UInt64 = 0
     /// Guarded by: lock. Callbacks run since start; they run in queue order.
@@ -82,7 +108,15 @@ final class Reclaimer: @unchecked Sendable {
     /// Guarded by: lock. A grace period that ``RCU/startPoll()`` asked for.
     @exclusivity(unchecked) private var requestedTarget: UInt64 = 0
     /// Guarded by: lock.
-    @exclusivity(unchecked) var maxBacklog = Reclaimer.defaultMaxBacklog
+    @exclusivity(unchecked) var maxBacklog = Reclaimer.defaultMaxBacklog {
+        didSet { handOffThreshold.store(Reclaimer.handOffThreshold(maxBacklog: maxBacklog), ordering: .relaxed) }
+    }
+    /// How many callbacks a thread's list holds before the thread hands it over and the bound is
+    /// checked. Ordering: relaxed; follows ``maxBacklog``, which tests change between runs.
+    let handOffThreshold = Atomic<Int>(Reclaimer.handOffThreshold(maxBacklog: Reclaimer.defaultMaxBacklog))
+    /// Guarded by: lock. Every thread's callback list, registered by its first queueing, removed (and
+    /// handed over) when the thread exits.
+    @exclusivity(unchecked) private var lists: [ThreadCallbacks] = []
     /// Guarded by: lock. The largest backlog a bounded admission produced.
     @exclusivity(unchecked) private(set) var peakBacklog = 0
     /// Guarded by: lock. Times a caller waited for room.
@@ -93,8 +127,14 @@ final class Reclaimer: @unchecked Sendable {
     @exclusivity(unchecked) private(set) var batchNumber: UInt64 = 0
     /// Guarded by: lock. Set once, when the thread starts.
     @exclusivity(unchecked) private var thread: KernelThread?
-    /// Guarded by: lock. The reclaimer sleeps with nothing to do: the next queueing must wake it.
-    @exclusivity(unchecked) private var idle = false
+    /// The reclaimer sleeps with nothing to do: the next queueing must wake it. Written under lock;
+    /// read by queueing threads without it, after they have listed their callback.
+    ///
+    /// Ordering: sequentially consistent. The reclaimer stores true and then collects every list, under
+    /// each list's lock; a queueing thread lists its callback under its list's lock and then loads this.
+    /// Either the reclaimer's collection finds the callback, or its store happens before the thread's
+    /// load (through the list's lock), which then sees true and wakes it.
+    private let idle = Atomic<Bool>(false)
     /// Guarded by: lock. Someone waits for callbacks to run: stop gathering and start the grace period.
     @exclusivity(unchecked) private var expedite = false
 
@@ -108,9 +148,17 @@ final class Reclaimer: @unchecked Sendable {
 
     var isCurrentThread: Bool { threadID.load(ordering: .relaxed) == KernelThread.currentID }
 
-    var backlog: Int { lock.withLock { Int(queuedTotal - ranTotal) } }
+    var backlog: Int {
+        lock.withLock {
+            collectLists()
+            return Int(queuedTotal - ranTotal)
+        }
+    }
 
-    /// Queues `action` to run after a grace period, waiting for room when the backlog is full.
+    private static func handOffThreshold(maxBacklog: Int) -> Int { min(256, max(1, maxBacklog / 16)) }
+
+    /// Queues `action` to run after a grace period, on the calling thread's list; hands the list over,
+    /// waiting for room when the backlog is full, once it holds ``handOffThreshold`` callbacks.
     ///
     /// With the validator on, a caller that could wait acquires and releases ``callbacksMap`` on every
     /// call, full backlog or not: holding a lock that a callback takes is reported as the deadlock it
@@ -123,19 +171,73 @@ final class Reclaimer: @unchecked Sendable {
     func enqueue(_ action: consuming Callback.Action) {
         if Lockdep.isValidating { recordPossibleWait() }
         let callback = Callback(target: engine.snapshot(), action: consume action)
-        // Locked by hand rather than through a closure: a captured action would be copied (its object
-        // retained) into the queue, where this way the caller's reference moves there.
+        let list = ThreadCallbacks.current(registeringWith: self)
+        list.lock.lockOrTrap()
+        list.callbacks.append(callback)
+        let count = list.callbacks.count
+        list.lock.unlockOrTrap()
+        if count >= handOffThreshold.load(ordering: .relaxed) {
+            handOver(list)
+        } else if idle.load(ordering: .sequentiallyConsistent) {
+            lock.withLock { if idle.load(ordering: .relaxed) { wake(expediting: false) } }
+        }
+    }
+
+    /// Moves `list`'s callbacks to the reclaimer's queue, first waiting for room when the backlog would
+    /// exceed the bound (or admitting them above it, for a caller that must not wait).
+    ///
+    /// Context: the thread that owns `list`. Takes lock, then the list's lock, the order every
+    /// collection takes them in: callbacks are never in neither place, where a barrier would miss them.
+    @inline(never)
+    private func handOver(_ list: ThreadCallbacks) {
         lock.lockOrTrap()
         startIfNeeded()
         var aboveBound = false
-        if Int(queuedTotal - ranTotal) >= maxBacklog {
+        if Int(queuedTotal - ranTotal) + handOffThreshold.load(ordering: .relaxed) > maxBacklog {
             aboveBound = !admitAfterBackPressure()
         }
-        queue.append(callback)
-        queuedTotal += 1
+        collect(list)
         if !aboveBound { peakBacklog = max(peakBacklog, Int(queuedTotal - ranTotal)) }
-        if idle || queue.count == Reclaimer.batchSize { wake(expediting: false) }
+        if idle.load(ordering: .relaxed) || collectedCount >= Reclaimer.batchSize { wake(expediting: false) }
         lock.unlockOrTrap()
+    }
+
+    /// Registers a thread's new list. Context: the thread's first queueing.
+    func register(_ list: ThreadCallbacks) {
+        lock.withLock {
+            startIfNeeded()
+            lists.append(list)
+        }
+    }
+
+    /// Hands an exiting thread's list over, whatever the bound, and forgets it.
+    func unregister(_ list: ThreadCallbacks) {
+        lock.withLock {
+            collect(list)
+            lists.removeAll { $0 === list }
+            if idle.load(ordering: .relaxed) && collectedCount > 0 { wake(expediting: false) }
+        }
+    }
+
+    /// Moves every thread's callbacks to the queue. Context: lock held.
+    private func collectLists() {
+        for list in lists { collect(list) }
+    }
+
+    /// Moves `list`'s callbacks to the queue, in their order: the list's array becomes a segment and
+    /// the list gets a spare one. Context: lock held.
+    private func collect(_ list: ThreadCallbacks) {
+        var taken = spareArrays.popLast() ?? Reclaimer.freshList()
+        list.lock.lockOrTrap()
+        swap(&taken, &list.callbacks)
+        list.lock.unlockOrTrap()
+        if taken.isEmpty {
+            spareArrays.append(taken)
+            return
+        }
+        collectedCount += taken.count
+        queuedTotal += UInt64(taken.count)
+        segments.append(taken)
     }
 
     /// A full backlog: waits until there is room and returns true, or, for a caller that must not wait,
@@ -150,7 +252,7 @@ final class Reclaimer: @unchecked Sendable {
         }
         Lockdep.mightSleep("call_rcu() back-pressure")
         backPressureWaits += 1
-        while Int(queuedTotal - ranTotal) >= maxBacklog {
+        while Int(queuedTotal - ranTotal) + handOffThreshold.load(ordering: .relaxed) > maxBacklog {
             wake(expediting: true)
             progress.wait(lock)
         }
@@ -162,7 +264,7 @@ final class Reclaimer: @unchecked Sendable {
     /// Context: lock held.
     private func wake(expediting: Bool) {
         if expediting { expedite = true }
-        idle = false
+        idle.store(false, ordering: .relaxed)
         workAvailable.signal()
     }
 
@@ -182,6 +284,7 @@ final class Reclaimer: @unchecked Sendable {
     /// Context: may block; not on the reclaimer thread, not in a read section (callers check).
     func waitForQueued() {
         lock.withLock {
+            collectLists()
             let target = queuedTotal
             while ranTotal < target {
                 wake(expediting: true)
@@ -228,41 +331,53 @@ final class Reclaimer: @unchecked Sendable {
         threadID.store(KernelThread.currentID, ordering: .relaxed)
         while true {
             var (batch, target) = lock.withLock {
-                while queue.isEmpty && engine.hasElapsed(requestedTarget) {
-                    idle = true
+                collectLists()
+                while collectedCount == 0 && engine.hasElapsed(requestedTarget) {
+                    // Published before the lists are looked at again (see ``idle``).
+                    idle.store(true, ordering: .sequentiallyConsistent)
+                    collectLists()
+                    if collectedCount > 0 { break }
                     workAvailable.wait(lock)
                 }
-                idle = false
+                idle.store(false, ordering: .relaxed)
                 let gatherUntil = monotonicNanoseconds() + Reclaimer.batchDelayNanoseconds
-                while !expedite && queue.count < Reclaimer.batchSize && monotonicNanoseconds() < gatherUntil {
+                while !expedite && collectedCount < Reclaimer.batchSize && monotonicNanoseconds() < gatherUntil {
                     workAvailable.wait(lock, untilMonotonicNanoseconds: gatherUntil)
                 }
+                collectLists()
                 expedite = false
-                let batch = queue
-                queue = spare
-                spare = []
+                let batch = segments
+                segments = []
+                collectedCount = 0
                 batchNumber += 1
-                // Callers snapshot their target before taking the lock, so queue order is not target
-                // order: the batch waits for the latest target of any of its callbacks.
-                return (batch, batch.reduce(requestedTarget) { max($0, $1.target) })
+                // Callers snapshot their target before they list the callback, so queue order is not
+                // target order: the batch waits for the latest target of any of its callbacks.
+                let target = batch.reduce(requestedTarget) { latest, segment in
+                    segment.reduce(latest) { max($0, $1.target) }
+                }
+                return (batch, target)
             }
             engine.synchronize(until: target)
-            let ran = UInt64(batch.count)
+            var ran: UInt64 = 0
             let validating = Lockdep.isValidating
             if validating { callbacksMap.acquire() }
             let debugReclamation = RCU.debugReclamation
-            // Through the buffer, so that no callback is copied (and its object retained) to run it.
-            batch.withUnsafeBufferPointer { callbacks in
-                for index in callbacks.indices { callbacks[index].perform(debugReclamation: debugReclamation) }
+            for index in batch.indices {
+                // Through the buffer, so that no callback is copied (and its object retained) to run it.
+                batch[index].withUnsafeBufferPointer { callbacks in
+                    for index in callbacks.indices { callbacks[index].perform(debugReclamation: debugReclamation) }
+                }
+                ran += UInt64(batch[index].count)
+                // Callbacks (and the objects they hold) are released before they count as run, and
+                // under the callbacks' pseudo-lock: a back-pressure waiter waits for their deinits too.
+                batch[index].removeAll(keepingCapacity: batch[index].capacity <= 4 * Reclaimer.batchSize)
             }
-            // Callbacks (and the objects they hold) are released before they count as run, and under
-            // the callbacks' pseudo-lock: a back-pressure waiter waits for their deinits too.
-            batch.removeAll(keepingCapacity: batch.capacity <= 4 * Reclaimer.batchSize)
             if validating { callbacksMap.releaseRecorded() }
             lock.withLock {
-                // The emptied batch becomes the next queue, so queueing does not regrow an array from
-                // nothing after every batch.
-                spare = batch
+                // The emptied arrays go back to the lists as they are collected.
+                for index in batch.indices where spareArrays.count < Reclaimer.maxSpareArrays {
+                    spareArrays.append(batch[index])
+                }
                 batch = []
                 ranTotal += ran
                 progress.broadcast()
@@ -270,3 +385,57 @@ final class Reclaimer: @unchecked Sendable {
         }
     }
 }
+
+/// One thread's queued callbacks, not yet collected by the reclaimer.
+///
+/// Kernel analogue: a CPU's `rcu_data.cblist`, to which `call_rcu()` adds with interrupts off.
+///
+/// Made and registered by the thread's first queueing, found through a C thread-local (one load), held
+/// by a pthread key whose destructor hands the callbacks over and unregisters the list when the thread
+/// exits.
+final class ThreadCallbacks: @unchecked Sendable {
+    /// Taken by the owning thread to queue, and by whoever collects (the reclaimer, a barrier, a
+    /// hand-over), always after ``Reclaimer/lock`` when both are held.
+    let lock = PthreadMutex()
+    /// Guarded by: lock.
+    @exclusivity(unchecked) var callbacks = Reclaimer.freshList()
+
+    /// The calling thread's list, made and registered with `reclaimer` on first use.
+    @inline(__always)
+    static func current(registeringWith reclaimer: Reclaimer) -> ThreadCallbacks {
+        if let raw = ks_callback_list_get() {
+            return Unmanaged<ThreadCallbacks>.fromOpaque(raw).takeUnretainedValue()
+        }
+        return registerCurrent(with: reclaimer)
+    }
+
+    @inline(never)
+    private static func registerCurrent(with reclaimer: Reclaimer) -> ThreadCallbacks {
+        let list = ThreadCallbacks()
+        reclaimer.register(list)
+        let reference = Unmanaged.passRetained(list).toOpaque()
+        let rc = pthread_setspecific(threadCallbacksKey.key, reference)
+        precondition(rc == 0, "pthread_setspecific failed: \(rc)")
+        ks_callback_list_set(reference)
+        return list
+    }
+}
+
+/// The pthread key whose value is a thread's ``ThreadCallbacks`` (+1) and whose destructor hands them
+/// over at thread exit.
+private struct ThreadCallbacksKey: @unchecked Sendable {
+    let key: pthread_key_t
+}
+
+private let threadCallbacksKey: ThreadCallbacksKey = {
+    var key = pthread_key_t()
+    let rc = pthread_key_create(&key) { raw in
+        guard let raw else { return }
+        let list = Unmanaged<ThreadCallbacks>.fromOpaque(raw)
+        ks_callback_list_set(nil)
+        Reclaimer.shared.unregister(list.takeUnretainedValue())
+        list.release()
+    }
+    precondition(rc == 0, "pthread_key_create failed: \(rc)")
+    return ThreadCallbacksKey(key: key)
+}()

@@ -20,6 +20,54 @@ import Testing
         #expect(Set(values.map(\.batch)).count < 200)
     }
 
+    @Test func barrierWaitsForCallbacksStillOnAnotherThreadsList() {
+        // A few callbacks stay on their thread's own list (below the hand-over threshold) while that
+        // thread blocks, and the reclaimer, busy in a callback, cannot collect them: the barrier must
+        // collect and wait for them itself.
+        let ran = Counter(), busy = Flag(), release = Flag(), queued = Flag(), done = Flag()
+        RCU.call {
+            busy.raise()
+            while !release.isRaised { usleep(100) }
+        }
+        #expect(eventually { busy.isRaised })
+        let caller = KernelThread(name: "rcu-test-list-owner") {
+            for _ in 0..<3 { RCU.call { ran.increment() } }
+            queued.raise()
+            while !done.isRaised { usleep(100) }
+        }
+        #expect(eventually { queued.isRaised })
+        let releaser = raiseSoon(release)
+        RCU.barrier()
+        #expect(ran.value == 3)
+        done.raise()
+        caller.join()
+        releaser.join()
+    }
+
+    @Test func anExitingThreadHandsItsCallbacksOver() {
+        let ran = Counter()
+        let caller = KernelThread(name: "rcu-test-list-exit") {
+            for _ in 0..<3 { RCU.call { ran.increment() } }
+        }
+        caller.join()
+        #expect(eventually { ran.value == 3 }, "the reclaimer runs them without a barrier")
+        RCU.barrier()
+        #expect(ran.value == 3)
+    }
+
+    @Test func eachThreadsCallbacksRunInTheOrderItQueuedThem() {
+        let runs = Recorder<(thread: Int, index: Int)>()
+        KernelThread.runAll(count: 3, name: "rcu-test-order") { thread in
+            for index in 0..<2_000 { RCU.call { runs.append((thread, index)) } }
+        }
+        RCU.barrier()
+        let values = runs.values
+        #expect(values.count == 6_000)
+        for thread in 0..<3 {
+            #expect(values.filter { $0.thread == thread }.map(\.index) == Array(0..<2_000))
+        }
+    }
+
     @Test func retireKeepsTheObjectAliveUntilAGracePeriodHasPassed() {
         final class Tracked {
             let freed: Flag
