@@ -28,7 +28,7 @@ extension IOMMUSystem {
     ///
     /// Context: as ``freeGroupDevice(_:in:)``.
     func freeGroupDevice(_ detached: consuming RCUDetached<GroupDevice>, in group: IOMMUGroup) {
-        guard quiesceForFree(detached.element, in: group) else { return }
+        guard detached.withElement({ quiesceForFree($0, in: group) }) else { return }
         if freesWithoutRCU {
             detached.free()
         } else {

@@ -52,9 +52,9 @@ public enum IOMMUWorkload {
         let readerPasses = Atomic<Int>(0)
         let readerVisits = Atomic<Int>(0)
 
-        // The readers hold the groups unretained (the run keeps them alive): taking a reference on each
-        // pass would write the group's reference count, which the writers write too, and an RCU reader
-        // writes no shared memory.
+        // The readers and writers hold the groups unretained (the run keeps them alive): taking a
+        // reference on each pass would write the group's reference count, which every thread shares,
+        // and an RCU reader writes no shared memory.
         let unretainedGroups = groupList.map { Unmanaged.passUnretained($0) }
         let readerThreads = (0..<readers).map { index in
             KernelThread(name: "iommu-reader/\(index)") {
@@ -77,11 +77,14 @@ public enum IOMMUWorkload {
             let share = cycles / threads + (thread < cycles % threads ? 1 : 0)
             let device = Device(name: "bench\(thread)", topology: -1)
             for cycle in 0..<share {
-                let group = groupList[(thread + cycle) % groupList.count]
-                do {
-                    try system.addDevice(device, to: group)
-                } catch {
-                    preconditionFailure("IOMMUWorkload: addDevice failed with \(error); no fault is armed")
+                // Unretained, as the C peer indexes its array of groups: a retain here would write the
+                // group's reference count, which every writer shares, once more a cycle.
+                unretainedGroups[(thread + cycle) % unretainedGroups.count]._withUnsafeGuaranteedRef { group in
+                    do {
+                        try system.addDevice(device, to: group)
+                    } catch {
+                        preconditionFailure("IOMMUWorkload: addDevice failed with \(error); no fault is armed")
+                    }
                 }
                 system.removeDevice(device)
             }

@@ -21,15 +21,15 @@ extension IOMMUSystem {
     /// did when the group was a local it owned (eight reference-count operations a removal).
     private func removeDevice(_ device: Device, from group: IOMMUGroup) {
         group.mutex.lock()
-        guard let gdev = group.groupDevice(of: device),
-              let detached = group.devices.detach(gdev, holding: group.mutex)
-        else {
+        guard let detached = group.devices.detachFirst(holding: group.mutex, where: { $0.device === device }) else {
             group.mutex.unlock()
             return
         }
-        if gdev.blocked {
-            gdev.blocked = false
-            group.recoveryCount -= 1
+        detached.withElement { gdev in
+            if gdev.blocked {
+                gdev.blocked = false
+                group.recoveryCount -= 1
+            }
         }
         assertEmptyGroupOwnership(group)
         if device.hasIOMMU.load(ordering: .relaxed) {

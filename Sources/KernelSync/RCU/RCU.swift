@@ -179,10 +179,17 @@ public enum RCU {
     ///
     /// Context: as ``call(_:)``.
     public static func retire(_ object: __owned AnyObject, file: StaticString = #fileID, line: UInt = #line) {
-        if debugReclamation, let protected = object as? RCUProtected {
-            protected.markRetired(file: file, line: line)
+        retire(retained: Unmanaged.passRetained(object), file: file, line: line)
+    }
+
+    /// ``retire(_:file:line:)`` of a reference the caller owns (+1) and hands over, without a retain.
+    static func retire(retained reference: Unmanaged<AnyObject>, file: StaticString, line: UInt) {
+        if debugReclamation {
+            reference._withUnsafeGuaranteedRef { object in
+                (object as? RCUProtected)?.markRetired(file: file, line: line)
+            }
         }
-        Reclaimer.shared.enqueue(.release(RetiredObject(object: object)))
+        Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)))
     }
 
     /// Retires an element detached from an ``RCUList``, with the list's own reference: as
@@ -276,16 +283,32 @@ public enum RCU {
     }
 }
 
-/// A retired object in transit to the reclaimer. The retiring caller gave up its reference; only the
-/// reclaimer touches it afterwards.
+/// A retired object in transit to the reclaimer, with the reference (+1) the retiring caller gave up;
+/// only the reclaimer touches it afterwards, and drops the reference when it performs the callback.
+///
+/// Unmanaged, so that the callback is trivially copied as it moves from a thread's list to a batch: a
+/// strong reference was retained and released by every copy, on the writer's path.
 struct RetiredObject: @unchecked Sendable {
-    let object: AnyObject
+    let reference: Unmanaged<AnyObject>
 
-    /// Context: the reclaimer, with debug reclamation on.
+    init(retained reference: Unmanaged<AnyObject>) {
+        self.reference = reference
+    }
+
+    /// Poisons and quarantines an ``RCUProtected`` object (the quarantine takes a reference of its own).
+    ///
+    /// Context: the reclaimer, with debug reclamation on, before ``dropReference()``.
     func reclaim() {
-        if let protected = object as? RCUProtected {
-            protected.poison()
-            Quarantine.shared.hold(protected)
+        reference._withUnsafeGuaranteedRef { object in
+            if let protected = object as? RCUProtected {
+                protected.poison()
+                Quarantine.shared.hold(protected)
+            }
         }
+    }
+
+    /// Drops the reference. Context: the reclaimer, once per retired object.
+    func dropReference() {
+        reference.release()
     }
 }

@@ -198,11 +198,46 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     public func detach(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> RCUDetached<Element>? {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         guard let previous = predecessor(of: element) else { return nil }
-        // Ordering: release, as every store of a `next`; the successor was published already.
-        let unlinked = previous._withUnsafeGuaranteedRef {
-            $0.next.exchange(element.retainedNextBits, ordering: .releasing)
+        return unlink(after: previous)
+    }
+
+    /// ``detach(_:holding:file:line:)`` of the first element that satisfies `predicate`, found and
+    /// unlinked in one walk, with no reference counting on the way. Returns nil when none does.
+    ///
+    /// Kernel analogue: `list_for_each_entry()` to the entry, then `list_del_rcu()` on it.
+    ///
+    /// Context: as ``detach(_:holding:file:line:)``.
+    @inlinable
+    public func detachFirst(
+        holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line,
+        where predicate: (Element) -> Bool
+    ) -> RCUDetached<Element>? {
+        checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
+        var previous = Unmanaged.passUnretained(head)
+        while true {
+            let bits = previous._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
+            guard let raw = UnsafeRawPointer(bitPattern: bits) else { return nil }
+            let current = Unmanaged<RCUListElement>.fromOpaque(raw)
+            if current._withUnsafeGuaranteedRef({ predicate(unsafeDowncast($0, to: Element.self)) }) {
+                return unlink(after: previous)
+            }
+            previous = current
         }
-        if tail === element { tail = previous.takeUnretainedValue() }
+    }
+
+    /// Unlinks the element after `previous` and returns it with the list's reference. Context: the
+    /// update lock held; `previous` is listed (or the head) and has a successor.
+    @usableFromInline
+    func unlink(after previous: Unmanaged<RCUListElement>) -> RCUDetached<Element> {
+        let unlinked = previous._withUnsafeGuaranteedRef { previous in
+            let bits = previous.next.load(ordering: .relaxed)
+            let element = Unmanaged<RCUListElement>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+            // Ordering: release, as every store of a `next`; the successor was published already.
+            return previous.next.exchange(element._withUnsafeGuaranteedRef { $0.retainedNextBits }, ordering: .releasing)
+        }
+        if UInt(bitPattern: Unmanaged.passUnretained(tail).toOpaque()) == unlinked {
+            tail = previous.takeUnretainedValue()
+        }
         return RCUDetached(unlinkedLink: unlinked)
     }
 
@@ -328,6 +363,11 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     /// The element.
     public var element: Element { reference.takeUnretainedValue() }
 
+    /// Calls `body` with the element, lent without a retain (this value holds a reference to it).
+    public func withElement<R>(_ body: (Element) throws -> R) rethrows -> R {
+        try reference._withUnsafeGuaranteedRef(body)
+    }
+
     /// Drops the list's reference: at once if a grace period has elapsed since the detach (after
     /// ``RCU/synchronize(file:line:)``, say), otherwise after one. Does not poison the element.
     ///
@@ -344,8 +384,7 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     consuming func retire(file: StaticString, line: UInt) {
         let reference = reference
         discard self
-        let element = reference.takeRetainedValue()
-        RCU.retire(element, file: file, line: line)
+        RCU.retire(retained: Unmanaged<AnyObject>.fromOpaque(reference.toOpaque()), file: file, line: line)
     }
 
     deinit { RCUDetached.drop(reference, detachedAt: detachedAt) }
@@ -354,7 +393,7 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         if RCU.poll(detachedAt) {
             reference.release()
         } else {
-            Reclaimer.shared.enqueue(.drop(RetiredObject(object: reference.takeRetainedValue())))
+            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: Unmanaged<AnyObject>.fromOpaque(reference.toOpaque()))))
         }
     }
 }

@@ -30,7 +30,9 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     deinit {
         // Readers may still hold what they loaded (they retained it); the pointer's own reference goes
         // through a grace period like any replaced value.
-        if let old = RCUPointer.decode(storage.load(ordering: .acquiring)) { RCU.retire(old.takeRetainedValue()) }
+        if let old = RCUPointer.decode(storage.load(ordering: .acquiring)) {
+            RCU.retire(retained: Unmanaged<AnyObject>.fromOpaque(old.toOpaque()), file: #fileID, line: #line)
+        }
     }
 
     /// Loads the pointer for a reader.
@@ -71,10 +73,12 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     ///
     /// Context: `lock` held (the update-side lock that serialises writers); otherwise reported. May sleep
     /// when the reclamation backlog is full (see ``RCU/call(_:)``).
-    public func assign(_ new: T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
+    public func assign(_ new: __owned T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         let previous = storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing)
-        if let old = RCUPointer.decode(previous) { RCU.retire(old.takeRetainedValue(), file: file, line: line) }
+        if let old = RCUPointer.decode(previous) {
+            RCU.retire(retained: Unmanaged<AnyObject>.fromOpaque(old.toOpaque()), file: file, line: line)
+        }
     }
 
     private func checkHeld(_ lock: KernelMutex, what: String, file: StaticString, line: UInt) {

@@ -52,13 +52,17 @@ final class Reclaimer: @unchecked Sendable {
         let target: UInt64
         let action: Action
 
-        /// Runs the callback. Releasing an object does nothing here (dropping the batch does it) unless
-        /// `debugReclamation` quarantines it.
+        /// Runs the callback, or drops the retired object's reference (quarantining it first when
+        /// `debugReclamation` is on). A closure is released when the batch is emptied.
         func perform(debugReclamation: Bool) {
             switch action {
-            case .run(let body): body()
-            case .release(let retired): if debugReclamation { retired.reclaim() }
-            case .drop: break
+            case .run(let body):
+                body()
+            case .release(let retired):
+                if debugReclamation { retired.reclaim() }
+                retired.dropReference()
+            case .drop(let retired):
+                retired.dropReference()
             }
         }
     }
@@ -171,13 +175,11 @@ final class Reclaimer: @unchecked Sendable {
     func enqueue(_ action: consuming Callback.Action) {
         if Lockdep.isValidating { recordPossibleWait() }
         let callback = Callback(target: engine.snapshot(), action: consume action)
+        // Unretained: the thread's TLS slot holds the list as long as the thread runs.
         let list = ThreadCallbacks.current(registeringWith: self)
-        list.lock.lockOrTrap()
-        list.callbacks.append(callback)
-        let count = list.callbacks.count
-        list.lock.unlockOrTrap()
+        let count = list._withUnsafeGuaranteedRef { $0.append(callback) }
         if count >= handOffThreshold.load(ordering: .relaxed) {
-            handOver(list)
+            handOver(list.takeUnretainedValue())
         } else if idle.load(ordering: .sequentiallyConsistent) {
             lock.withLock { if idle.load(ordering: .relaxed) { wake(expediting: false) } }
         }
@@ -400,24 +402,33 @@ final class ThreadCallbacks: @unchecked Sendable {
     /// Guarded by: lock.
     @exclusivity(unchecked) var callbacks = Reclaimer.freshList()
 
-    /// The calling thread's list, made and registered with `reclaimer` on first use.
+    /// Lists `callback`; returns how many the list holds now. Context: the owning thread.
     @inline(__always)
-    static func current(registeringWith reclaimer: Reclaimer) -> ThreadCallbacks {
-        if let raw = ks_callback_list_get() {
-            return Unmanaged<ThreadCallbacks>.fromOpaque(raw).takeUnretainedValue()
-        }
+    func append(_ callback: consuming Reclaimer.Callback) -> Int {
+        lock.lockOrTrap()
+        callbacks.append(callback)
+        let count = callbacks.count
+        lock.unlockOrTrap()
+        return count
+    }
+
+    /// The calling thread's list, made and registered with `reclaimer` on first use. Unretained: the
+    /// thread's TLS slot holds it until the thread exits.
+    @inline(__always)
+    static func current(registeringWith reclaimer: Reclaimer) -> Unmanaged<ThreadCallbacks> {
+        if let raw = ks_callback_list_get() { return Unmanaged<ThreadCallbacks>.fromOpaque(raw) }
         return registerCurrent(with: reclaimer)
     }
 
     @inline(never)
-    private static func registerCurrent(with reclaimer: Reclaimer) -> ThreadCallbacks {
+    private static func registerCurrent(with reclaimer: Reclaimer) -> Unmanaged<ThreadCallbacks> {
         let list = ThreadCallbacks()
         reclaimer.register(list)
-        let reference = Unmanaged.passRetained(list).toOpaque()
-        let rc = pthread_setspecific(threadCallbacksKey.key, reference)
+        let reference = Unmanaged.passRetained(list)
+        let rc = pthread_setspecific(threadCallbacksKey.key, reference.toOpaque())
         precondition(rc == 0, "pthread_setspecific failed: \(rc)")
-        ks_callback_list_set(reference)
-        return list
+        ks_callback_list_set(reference.toOpaque())
+        return reference
     }
 }
 

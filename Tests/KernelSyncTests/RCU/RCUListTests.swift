@@ -117,6 +117,38 @@ import Testing
         RCU.retire(b)
     }
 
+    /// The element of `detached`, which is freed (dropping the list's reference after a grace period).
+    private func element(freeing detached: consuming RCUDetached<Device>?) -> Device? {
+        switch consume detached {
+        case .none:
+            return nil
+        case .some(let detached):
+            let element = detached.element
+            detached.free()
+            return element
+        }
+    }
+
+    @Test func detachFirstUnlinksTheFirstMatchAndKeepsTheTailRight() {
+        let lock = KernelMutex(name: "rcu-test-list-detach-first")
+        let list = RCUList<Device>()
+        let a = Device("a"), b1 = Device("b"), b2 = Device("b"), c = Device("c")
+        lock.lock()
+        for device in [a, b1, b2, c] { list.addTail(device, holding: lock) }
+        #expect(element(freeing: list.detachFirst(holding: lock) { $0.name == "z" }) == nil)
+        #expect(element(freeing: list.detachFirst(holding: lock) { $0.name == "b" }) === b1,
+                "the first match, not a later one")
+        // The tail: detaching the last element moves it back, so the next addition links after the
+        // new last element, not after the detached one.
+        #expect(element(freeing: list.detachFirst(holding: lock) { $0 === c }) === c)
+        list.addTail(Device("d"), holding: lock)
+        lock.unlock()
+        #expect(names(list) == ["a", "b", "d"])
+        let line: UInt = #line; _ = element(freeing: list.detachFirst(holding: lock, line: line) { _ in false })
+        #expect(rcuReports(.suspiciousRCUUsage, line: line).count == 1)
+        RCU.barrier()
+    }
+
     @Test func aDetachedElementIsRetiredWithTheListsReference() {
         RCU.debugReclamation = true
         let lock = KernelMutex(name: "rcu-test-list-detach-retire")

@@ -12,7 +12,9 @@ import Testing
         #expect(queue.queue(item))
         #expect(!queue.queue(item))
         release.raise()
-        #expect(item.flush())
+        // Not `#expect(item.flush())`: the worker may run the item between the raise and the flush
+        // (seen once on a loaded machine), and flush then rightly returns false.
+        item.flush()
         #expect(runs.value == 1)
         queue.destroy()
     }
