@@ -32,17 +32,17 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     let function: @Sendable (WorkItem) -> Void
     /// The class of the item's pseudo-lock. Unowned: lock classes live as long as the process.
     public unowned(unsafe) let lockClass: LockClass
-    /// The core (``WorkItemCore``, the item's state, which queues hold) as an `Unmanaged` +1 reference,
-    /// or 0 until the first queueing makes it. An item that is never queued (most are cancelled or
-    /// disabled idle, as a group_device's `broken_work` is) costs one allocation, not two, as the
-    /// kernel's `INIT_WORK` costs none.
+    /// The core (``WorkItemCore``, the item's state, which queues hold) once the first queueing has
+    /// made it, or the disable levels taken before that. An item that is never queued (most are
+    /// cancelled or disabled idle, as a group_device's `broken_work` is) costs one allocation, not two,
+    /// and its idle disable takes no lock: the kernel's `INIT_WORK` costs nothing at all.
     ///
-    /// Ordering: stored once, with release, under the item's lock; loaded with acquire. It never
-    /// changes after that, so a reader that finds it needs no lock to use it.
-    private let coreBits = Atomic<UInt>(0)
-    /// Guarded by: the item's lock. Disable levels taken before the core was made; the core starts with
-    /// them, and from then on keeps its own.
-    @exclusivity(unchecked) private var disableCountBeforeCore: Int32 = 0
+    /// Encoding (``CoreWord``): 0, no core and no levels; odd, no core and `word >> 1` levels; even and
+    /// nonzero, the core's address as an `Unmanaged` +1 reference (objects are 16-byte aligned).
+    ///
+    /// Ordering: changed only by compare-and-exchange, acquiring-and-releasing; the core is published
+    /// once and never changes after that, so a reader that finds it needs no lock to use it.
+    private let coreWord = Atomic<UInt>(0)
     /// Guarded by: the item's lock. ``context``.
     private weak var contextObject: AnyObject?
 
@@ -71,7 +71,7 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     }
 
     deinit {
-        guard let core = Unmanaged<WorkItemCore>.decode(coreBits.load(ordering: .acquiring)) else { return }
+        guard case .core(let core) = CoreWord(coreWord.load(ordering: .acquiring)) else { return }
         core._withUnsafeGuaranteedRef { $0.ownerReleased(name: name) }
         core.release()
     }
@@ -100,8 +100,10 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     public var isRunning: Bool { madeCore?.isRunning ?? false }
 
     public var description: String {
-        let state = madeCore?.stateDescription
-            ?? lock.withLock { WorkItemState<Workqueue>(disableCount: disableCountBeforeCore).description }
+        let state = switch CoreWord(coreWord.load(ordering: .acquiring)) {
+        case .core(let core): core.takeUnretainedValue().stateDescription
+        case .disableLevels(let levels): WorkItemState<Workqueue>(disableCount: Int32(levels)).description
+        }
         return "WorkItem(\(name): \(state))"
     }
 
@@ -182,40 +184,48 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// Context: does not sleep.
     @discardableResult
     public func enable(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        if let core = madeCore { return core.enable(self, file: file, line: line) }
-        enum Outcome { case madeMeanwhile, enabled, stillDisabled, unbalanced }
-        let outcome: Outcome = lock.withLock {
-            if coreBits.load(ordering: .relaxed) != 0 { return .madeMeanwhile }
-            guard disableCountBeforeCore > 0 else { return .unbalanced }
-            disableCountBeforeCore -= 1
-            return disableCountBeforeCore == 0 ? .enabled : .stillDisabled
-        }
-        switch outcome {
-        case .madeMeanwhile: return madeCore!.enable(self, file: file, line: line)
-        case .enabled: return true
-        case .stillDisabled: return false
-        case .unbalanced:
-            Lockdep.emit(WorkqueueReports.unbalancedEnable(lockClass: lockClass, name: name, site: "\(file):\(line)"))
-            return true
+        var word = coreWord.load(ordering: .acquiring)
+        while true {
+            switch CoreWord(word) {
+            case .core(let core):
+                return core.takeUnretainedValue().enable(self, file: file, line: line)
+            case .disableLevels(0):
+                Lockdep.emit(WorkqueueReports.unbalancedEnable(lockClass: lockClass, name: name, site: "\(file):\(line)"))
+                return true
+            case .disableLevels(let levels):
+                let (exchanged, original) = coreWord.compareExchange(
+                    expected: word, desired: CoreWord.encode(levels: levels - 1), ordering: .acquiringAndReleasing)
+                if exchanged { return levels == 1 }
+                word = original
+            }
         }
     }
 
     // MARK: The core
 
-    /// The core, made by the first queueing (``Workqueue`` calls this).
+    /// The core, made by the first queueing (``Workqueue`` calls this) with the levels disabled so far.
+    /// Two first queueings may race: one publishes its core, the other drops its own and uses that one.
     var core: WorkItemCore {
-        if let core = madeCore { return core }
-        return lock.withLock {
-            if let core = madeCore { return core }
-            let core = WorkItemCore(lockClass: lockClass, key: key, disableCount: disableCountBeforeCore)
-            coreBits.store(UInt(bitPattern: Unmanaged.passRetained(core).toOpaque()), ordering: .releasing)
-            return core
+        var word = coreWord.load(ordering: .acquiring)
+        while true {
+            switch CoreWord(word) {
+            case .core(let core):
+                return core.takeUnretainedValue()
+            case .disableLevels(let levels):
+                let made = Unmanaged.passRetained(WorkItemCore(lockClass: lockClass, key: key, disableCount: Int32(levels)))
+                let (exchanged, original) = coreWord.compareExchange(
+                    expected: word, desired: UInt(bitPattern: made.toOpaque()), ordering: .acquiringAndReleasing)
+                if exchanged { return made.takeUnretainedValue() }
+                made.release()
+                word = original
+            }
         }
     }
 
     /// The core if the item was ever queued. Unretained: the handle holds it for its whole life.
     private var madeCore: WorkItemCore? {
-        Unmanaged<WorkItemCore>.decode(coreBits.load(ordering: .acquiring))?.takeUnretainedValue()
+        guard case .core(let core) = CoreWord(coreWord.load(ordering: .acquiring)) else { return nil }
+        return core.takeUnretainedValue()
     }
 
     /// The item's identity, for its lock and its pseudo-lock, before and after the core is made.
@@ -242,20 +252,34 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
         return madeCore!.cancelSync(self, disabling: true, file: file, line: line)
     }
 
-    /// Counts a disable level while the core does not exist: returns false (nothing was pending), or
-    /// nil when a queueing made the core meanwhile and the caller must disable through it.
+    /// Counts a disable level while the core does not exist, with one compare-and-exchange and no lock:
+    /// returns false (nothing was pending), or nil when a queueing made the core meanwhile and the caller
+    /// must disable through it.
     private func disableBeforeCore() -> Bool? {
-        lock.withLock {
-            if coreBits.load(ordering: .relaxed) != 0 { return nil }
-            disableCountBeforeCore += 1
-            return false
+        var word = coreWord.load(ordering: .acquiring)
+        while case .disableLevels(let levels) = CoreWord(word) {
+            precondition(levels < UInt(Int32.max), "disable_work(\(name)): too many disable levels")
+            let (exchanged, original) = coreWord.compareExchange(
+                expected: word, desired: CoreWord.encode(levels: levels + 1), ordering: .acquiringAndReleasing)
+            if exchanged { return false }
+            word = original
         }
+        return nil
     }
 }
 
-extension Unmanaged {
-    /// The reference an atomic word holds, or nil for 0.
-    static func decode(_ bits: UInt) -> Unmanaged? {
-        UnsafeRawPointer(bitPattern: bits).map { Unmanaged.fromOpaque($0) }
+/// ``WorkItem``'s core word, decoded.
+private enum CoreWord {
+    case disableLevels(UInt)
+    case core(Unmanaged<WorkItemCore>)
+
+    init(_ word: UInt) {
+        if word & 1 == 1 || word == 0 {
+            self = .disableLevels(word >> 1)
+        } else {
+            self = .core(Unmanaged.fromOpaque(UnsafeRawPointer(bitPattern: word)!))
+        }
     }
+
+    static func encode(levels: UInt) -> UInt { levels == 0 ? 0 : levels << 1 | 1 }
 }
