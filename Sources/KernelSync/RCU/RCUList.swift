@@ -278,11 +278,9 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         }
     }
 
-    @usableFromInline
-    func checkHeld(_ lock: KernelMutex, what: String, file: StaticString, line: UInt) {
-        guard Lockdep.isValidating, !lock.isHeldByCurrentThread else { return }
-        Lockdep.emit(RCUReportText.suspicious(
-            "\(what) without holding \(lock.lockClass.name)", site: "\(file):\(line)", classes: [lock.lockClass]))
+    @inlinable @inline(__always)
+    func checkHeld(_ lock: KernelMutex, what: StaticString, file: StaticString, line: UInt) {
+        if Lockdep.isValidating { RCUReportText.reportUnlessHeld(lock, what: what, file: file, line: line) }
     }
 }
 

@@ -81,10 +81,9 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
         }
     }
 
-    private func checkHeld(_ lock: KernelMutex, what: String, file: StaticString, line: UInt) {
-        guard Lockdep.isValidating, !lock.isHeldByCurrentThread else { return }
-        Lockdep.emit(RCUReportText.suspicious(
-            "\(what) without holding \(lock.lockClass.name)", site: "\(file):\(line)", classes: [lock.lockClass]))
+    @inline(__always)
+    private func checkHeld(_ lock: KernelMutex, what: StaticString, file: StaticString, line: UInt) {
+        if Lockdep.isValidating { RCUReportText.reportUnlessHeld(lock, what: what, file: file, line: line) }
     }
 
     private static func encode(_ object: T?) -> UInt {

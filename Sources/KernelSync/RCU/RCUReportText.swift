@@ -18,6 +18,7 @@ extension LockdepReport.Kind {
 }
 
 /// Builds the RCU reports, in the shape of the kernel's RCU-lockdep splats.
+@usableFromInline
 enum RCUReportText {
     private static var thread: String { ThreadState.current.pointee.threadDescription }
 
@@ -47,6 +48,16 @@ enum RCUReportText {
         text += "at \(site) in \(thread), RCU nest depth \(RCUReaderRecord.currentNesting): ignored;\n"
         text += "a thread goes offline only between read sections.\n\n"
         return report(.offlineInReadSection, site: site, text: text)
+    }
+
+    /// An update-side access (`what`, such as "rcu_assign_pointer()") without the update lock the
+    /// caller named: reported as suspicious RCU usage. The lists' and pointers' checks call this once the
+    /// validator is on; the test of the mode itself is inlined into them.
+    @usableFromInline @inline(never)
+    static func reportUnlessHeld(_ lock: KernelMutex, what: StaticString, file: StaticString, line: UInt) {
+        guard !lock.isHeldByCurrentThread else { return }
+        Lockdep.emit(suspicious(
+            "\(what) without holding \(lock.lockClass.name)", site: "\(file):\(line)", classes: [lock.lockClass]))
     }
 
     static func suspicious(_ usage: String, site: String, classes: [LockClass] = []) -> LockdepReport {
