@@ -109,5 +109,5 @@ public final class IOMMUCounters: Sendable {
 
 extension Atomic<Int> {
     /// Adds one, relaxed: a statistics counter.
-    func increment() { add(1, ordering: .relaxed) }
+    func increment() { wrappingAdd(1, ordering: .relaxed) }
 }

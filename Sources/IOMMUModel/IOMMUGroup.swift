@@ -84,7 +84,8 @@ public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Kernel analogue: `iommu_group_ref_get()`.
     public func get() {
-        references.add(1, ordering: .relaxed)
+        // Wrapping (one locked add): the trapping add is a compare-and-exchange loop.
+        references.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// Takes a reference unless the count already reached zero (the group is being released).
@@ -107,7 +108,7 @@ public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Context: may sleep (the release takes the group-table lock). Not with ``mutex`` held.
     public func put() {
-        let count = references.subtract(1, ordering: .acquiringAndReleasing).newValue
+        let count = references.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue
         precondition(count >= 0, "iommu_group_put of group \(id): reference count went below zero")
         if count == 0 { system.releaseGroup(self) }
     }

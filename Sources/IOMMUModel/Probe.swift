@@ -156,8 +156,9 @@ extension IOMMUSystem {
         group.get()
         group.mutex.lock()
         device.groupPointer.assign(group, holding: group.mutex)
-        group.devices.addTail(gdev, holding: group.mutex)
         gdev.attachedDomain = group.domain
+        // Last use of gdev: the list takes over the reference.
+        group.devices.addTail(gdev, holding: group.mutex)
         group.mutex.unlock()
         counters.probes.increment()
     }

@@ -38,7 +38,8 @@ struct StripedCounter: ~Copyable, @unchecked Sendable {
     @inline(__always)
     func add(_ delta: Int) {
         let stripe = Int(KernelThread.currentID) & (StripedCounter.stripes - 1)
-        slots[stripe * StripedCounter.spacing].add(delta, ordering: .relaxed)
+        // Wrapping: the trapping add is a compare-and-exchange loop (it checks for overflow).
+        slots[stripe * StripedCounter.spacing].wrappingAdd(delta, ordering: .relaxed)
     }
 
     /// Adds one.

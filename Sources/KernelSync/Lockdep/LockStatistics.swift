@@ -41,15 +41,15 @@ public final class LockStatistics: Sendable {
     }
 
     func recordAcquisition(contended: Bool, waitNanoseconds: UInt64) {
-        acquisitions.add(1, ordering: .relaxed)
+        acquisitions.wrappingAdd(1, ordering: .relaxed)
         guard contended else { return }
-        contentions.add(1, ordering: .relaxed)
-        waitTotal.add(waitNanoseconds, ordering: .relaxed)
+        contentions.wrappingAdd(1, ordering: .relaxed)
+        waitTotal.wrappingAdd(waitNanoseconds, ordering: .relaxed)
         waitMaximum.max(waitNanoseconds, ordering: .relaxed)
     }
 
     func recordHold(nanoseconds: UInt64) {
-        holdTotal.add(nanoseconds, ordering: .relaxed)
+        holdTotal.wrappingAdd(nanoseconds, ordering: .relaxed)
         holdMaximum.max(nanoseconds, ordering: .relaxed)
         holdSamples.load()?.record(nanoseconds: nanoseconds)
     }
