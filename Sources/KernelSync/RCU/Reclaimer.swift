@@ -2,7 +2,7 @@ import CKernelSync
 import Glibc
 import Synchronization
 
-/// Runs deferred callbacks after grace periods, on one thread, in the order they were queued.
+/// Runs deferred callbacks after grace periods, on one thread, each thread's in the order it queued them.
 ///
 /// Each round takes every callback queued so far as one batch, waits for the latest grace period any of
 /// them needs (often already over, thanks to other callers' grace periods, in which case it does not
@@ -105,9 +105,9 @@ final class Reclaimer: @unchecked Sendable {
     /// Guarded by: lock. Emptied arrays with their capacity kept, given back to the lists as they are
     /// collected, so that queueing does not regrow an array from nothing after every collection.
     @exclusivity(unchecked) private var spareArrays: [[Callback]] = []
-    /// Guarded by: lock. Callbacks queued since start.
+    /// Guarded by: lock. Callbacks collected from the threads' lists since start.
     @exclusivity(unchecked) private(set) var queuedTotal: UInt64 = 0
-    /// Guarded by: lock. Callbacks run since start; they run in queue order.
+    /// Guarded by: lock. Callbacks run since start; each thread's run in the order it queued them.
     @exclusivity(unchecked) private(set) var ranTotal: UInt64 = 0
     /// Guarded by: lock. A grace period that ``RCU/startPoll()`` asked for.
     @exclusivity(unchecked) private var requestedTarget: UInt64 = 0
