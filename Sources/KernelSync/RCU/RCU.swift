@@ -156,8 +156,9 @@ public enum RCU {
 
     // MARK: Deferred work
 
-    /// Runs `callback` on the reclaimer thread after a grace period. Callbacks run in the order they were
-    /// queued, many per grace period.
+    /// Runs `callback` on the reclaimer thread after a grace period. A thread's callbacks run in the
+    /// order it queued them, many per grace period; callbacks queued by different threads are not
+    /// ordered (each thread queues on a list of its own, as each CPU does in the kernel).
     ///
     /// Kernel analogue: `call_rcu()`.
     ///
@@ -222,7 +223,9 @@ public enum RCU {
     }
 
     /// The most callbacks that may wait for reclamation at once (default 100,000); a caller that would
-    /// exceed it waits. Can be changed at any time; a smaller bound applies to the next admissions.
+    /// exceed it waits. Can be changed at any time; a smaller bound applies to the next admissions. The
+    /// bound is checked when a thread hands its own list over (every 256 callbacks, or a sixteenth of
+    /// the bound when that is smaller), so each thread may hold that many more.
     public static var maxBacklog: Int {
         get { Reclaimer.shared.lock.withLock { Reclaimer.shared.maxBacklog } }
         set {
