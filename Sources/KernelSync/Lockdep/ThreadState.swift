@@ -80,8 +80,7 @@ struct ThreadState {
             atomicDepth: 0, atomicReason: "", readSections: 0,
             threadID: ks_gettid(), name: currentThreadName()))
         ks_thread_state_set(state)
-        let rc = pthread_setspecific(threadExitKey.key, state)
-        precondition(rc == 0, "pthread_setspecific failed: \(rc)")
+        threadExitKey.set(state)
         ThreadRegistry.shared.register(state)
         return state
     }
@@ -145,27 +144,18 @@ private func currentThreadName() -> String {
 }
 
 /// The pthread key whose destructor runs when a thread that used KernelSync exits.
-private struct ThreadExitKey: @unchecked Sendable {
-    let key: pthread_key_t
-}
-
-private let threadExitKey: ThreadExitKey = {
-    var key = pthread_key_t()
-    let rc = pthread_key_create(&key) { raw in
-        guard let raw else { return }
-        let state = raw.assumingMemoryBound(to: ThreadState.self)
-        if state.pointee.depth > 0 {
-            Lockdep.reportLocksHeldAtExit(state)
-        }
-        ThreadRegistry.shared.unregister(state.pointee.threadID)
-        ks_thread_state_set(nil)
-        state.pointee.held.deallocate()
-        state.deinitialize(count: 1)
-        state.deallocate()
+private let threadExitKey = ThreadExitKey { raw in
+    guard let raw else { return }
+    let state = raw.assumingMemoryBound(to: ThreadState.self)
+    if state.pointee.depth > 0 {
+        Lockdep.reportLocksHeldAtExit(state)
     }
-    precondition(rc == 0, "pthread_key_create failed: \(rc)")
-    return ThreadExitKey(key: key)
-}()
+    ThreadRegistry.shared.unregister(state.pointee.threadID)
+    ks_thread_state_set(nil)
+    state.pointee.held.deallocate()
+    state.deinitialize(count: 1)
+    state.deallocate()
+}
 
 /// Thread id → name, so that a report can name the thread that owns a lock.
 final class ThreadRegistry: @unchecked Sendable {

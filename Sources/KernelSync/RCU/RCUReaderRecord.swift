@@ -160,12 +160,11 @@ final class RCUReaderRecord: @unchecked Sendable {
         _ = Lockdep.isValidating
         let engine = GracePeriodEngine.shared
         let record: Unmanaged<RCUReaderRecord>
-        if let parked = pthread_getspecific(readerExitKey.key) {
+        if let parked = readerExitKey.value {
             record = Unmanaged<RCUReaderRecord>.fromOpaque(parked)
         } else {
             record = Unmanaged.passRetained(RCUReaderRecord(engine: engine))
-            let rc = pthread_setspecific(readerExitKey.key, record.toOpaque())
-            precondition(rc == 0, "pthread_setspecific failed: \(rc)")
+            readerExitKey.set(record.toOpaque())
         }
         engine.register(record.takeUnretainedValue())
         ks_rcu_reader_set(record.toOpaque())
@@ -187,23 +186,14 @@ final class RCUReaderRecord: @unchecked Sendable {
 
 /// The pthread key whose destructor unregisters a reader thread at exit; its value is the +1 reference
 /// that TLS points to, kept while the thread is offline so that it can come back online.
-private struct ReaderExitKey: @unchecked Sendable {
-    let key: pthread_key_t
+private let readerExitKey = ThreadExitKey { raw in
+    guard let raw else { return }
+    let record = Unmanaged<RCUReaderRecord>.fromOpaque(raw)
+    ks_rcu_reader_set(nil)
+    let reader = record.takeUnretainedValue()
+    // A thread that exits inside a read section is reported by the validator (lock held at thread
+    // exit); here it stops counting as a reader, so grace periods do not wait for a dead thread.
+    reader.ctr.store(0, ordering: .releasing)
+    reader.engine.unregister(reader)
+    record.release()
 }
-
-private let readerExitKey: ReaderExitKey = {
-    var key = pthread_key_t()
-    let rc = pthread_key_create(&key) { raw in
-        guard let raw else { return }
-        let record = Unmanaged<RCUReaderRecord>.fromOpaque(raw)
-        ks_rcu_reader_set(nil)
-        let reader = record.takeUnretainedValue()
-        // A thread that exits inside a read section is reported by the validator (lock held at thread
-        // exit); here it stops counting as a reader, so grace periods do not wait for a dead thread.
-        reader.ctr.store(0, ordering: .releasing)
-        reader.engine.unregister(reader)
-        record.release()
-    }
-    precondition(rc == 0, "pthread_key_create failed: \(rc)")
-    return ReaderExitKey(key: key)
-}()

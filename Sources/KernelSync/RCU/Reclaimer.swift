@@ -425,8 +425,7 @@ final class ThreadCallbacks: @unchecked Sendable {
         let list = ThreadCallbacks()
         reclaimer.register(list)
         let reference = Unmanaged.passRetained(list)
-        let rc = pthread_setspecific(threadCallbacksKey.key, reference.toOpaque())
-        precondition(rc == 0, "pthread_setspecific failed: \(rc)")
+        threadCallbacksKey.set(reference.toOpaque())
         ks_callback_list_set(reference.toOpaque())
         return reference
     }
@@ -434,19 +433,10 @@ final class ThreadCallbacks: @unchecked Sendable {
 
 /// The pthread key whose value is a thread's ``ThreadCallbacks`` (+1) and whose destructor hands them
 /// over at thread exit.
-private struct ThreadCallbacksKey: @unchecked Sendable {
-    let key: pthread_key_t
+private let threadCallbacksKey = ThreadExitKey { raw in
+    guard let raw else { return }
+    let list = Unmanaged<ThreadCallbacks>.fromOpaque(raw)
+    ks_callback_list_set(nil)
+    Reclaimer.shared.unregister(list.takeUnretainedValue())
+    list.release()
 }
-
-private let threadCallbacksKey: ThreadCallbacksKey = {
-    var key = pthread_key_t()
-    let rc = pthread_key_create(&key) { raw in
-        guard let raw else { return }
-        let list = Unmanaged<ThreadCallbacks>.fromOpaque(raw)
-        ks_callback_list_set(nil)
-        Reclaimer.shared.unregister(list.takeUnretainedValue())
-        list.release()
-    }
-    precondition(rc == 0, "pthread_key_create failed: \(rc)")
-    return ThreadCallbacksKey(key: key)
-}()
