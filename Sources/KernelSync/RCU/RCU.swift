@@ -225,7 +225,8 @@ public enum RCU {
     /// The most callbacks that may wait for reclamation at once (default 100,000); a caller that would
     /// exceed it waits. Can be changed at any time; a smaller bound applies to the next admissions. The
     /// bound is checked when a thread hands its own list over (every 256 callbacks, or a sixteenth of
-    /// the bound when that is smaller), so each thread may hold that many more.
+    /// the bound when that is smaller), so each thread may hold that many more; what the reclaimer or a
+    /// barrier collects from a list before its thread hands it over joins the backlog without a check.
     public static var maxBacklog: Int {
         get { Reclaimer.shared.lock.withLock { Reclaimer.shared.maxBacklog } }
         set {
@@ -240,8 +241,9 @@ public enum RCU {
     /// Callbacks queued and not yet run.
     public static var backlog: Int { Reclaimer.shared.backlog }
 
-    /// The largest backlog any caller that honours the bound has produced (never above ``maxBacklog``
-    /// at the time).
+    /// The largest backlog a thread's hand-over produced when it honoured the bound (never above
+    /// ``maxBacklog`` at the time). Callbacks still on the threads' own lists, and those the reclaimer
+    /// or a barrier collected from a list before its thread handed it over, are not counted in it.
     public static var peakBacklog: Int { Reclaimer.shared.lock.withLock { Reclaimer.shared.peakBacklog } }
 
     /// Starts measuring ``peakBacklog`` afresh.

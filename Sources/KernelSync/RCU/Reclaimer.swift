@@ -152,10 +152,16 @@ final class Reclaimer: @unchecked Sendable {
 
     var isCurrentThread: Bool { threadID.load(ordering: .relaxed) == KernelThread.currentID }
 
+    /// Callbacks queued and not yet run: collected ones and those still on the threads' lists. Counts
+    /// the lists without collecting them, so that polling it does not empty them before their threads
+    /// hand them over (where the bound is checked).
     var backlog: Int {
         lock.withLock {
-            collectLists()
-            return Int(queuedTotal - ranTotal)
+            lists.reduce(Int(queuedTotal - ranTotal)) { count, list in
+                list.lock.lockOrTrap()
+                defer { list.lock.unlockOrTrap() }
+                return count + list.callbacks.count
+            }
         }
     }
 
@@ -401,6 +407,11 @@ final class ThreadCallbacks: @unchecked Sendable {
     let lock = PthreadMutex()
     /// Guarded by: lock.
     @exclusivity(unchecked) var callbacks = Reclaimer.freshList()
+
+    deinit {
+        // The thread has exited and the reclaimer has forgotten the list: nobody can hold the lock.
+        lock.destroy()
+    }
 
     /// Lists `callback`; returns how many the list holds now. Context: the owning thread.
     @inline(__always)

@@ -31,8 +31,9 @@ final class WorkItemCore: @unchecked Sendable {
     /// Guarded by: lock. Whether ``owner`` was linked. Last, so that it takes one byte.
     @exclusivity(unchecked) private var ownerLinked = false
 
-    /// Context: the handle's lock held (``HashedWaitTable`` entry of `key`), so that no disable is lost
-    /// between the handle's count and this state.
+    /// Made by the handle's first queueing with the disable levels its core word held; the handle
+    /// publishes it with a compare-and-exchange of that word, so no disable taken meanwhile is lost
+    /// (the exchange fails and the handle makes the core again with the new count).
     init(lockClass: LockClass, key: UnsafeRawPointer, disableCount: Int32) {
         self.lockClass = lockClass
         self.key = key

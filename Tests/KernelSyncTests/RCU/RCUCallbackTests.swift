@@ -44,6 +44,23 @@ import Testing
         releaser.join()
     }
 
+    @Test func theBacklogCountsCallbacksStillOnTheThreadsLists() {
+        // With the reclaimer held in a callback nothing runs, so the backlog can only grow; the three
+        // callbacks below stay on this thread's list (below the hand-over threshold) unless a barrier
+        // in another suite collects them, and they count either way.
+        let busy = Flag(), release = Flag()
+        RCU.call {
+            busy.raise()
+            while !release.isRaised { usleep(100) }
+        }
+        #expect(eventually { busy.isRaised })
+        let before = RCU.backlog
+        for _ in 0..<3 { RCU.call {} }
+        #expect(RCU.backlog >= before + 3)
+        release.raise()
+        RCU.barrier()
+    }
+
     @Test func anExitingThreadHandsItsCallbacksOver() {
         let ran = Counter()
         let caller = KernelThread(name: "rcu-test-list-exit") {
