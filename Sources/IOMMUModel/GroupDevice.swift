@@ -43,7 +43,7 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     let freed = Atomic<Bool>(false)
 
     /// `iommu_group_alloc_device()`'s allocation. Context: any.
-    init(device: Device, name: String, group: IOMMUGroup) {
+    init(device: __shared Device, name: String, group: __shared IOMMUGroup) {
         self.device = device
         self.name = name
         self.group = group

@@ -73,7 +73,7 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     ///
     /// Context: `lock` held (the update-side lock that serialises writers); otherwise reported. May sleep
     /// when the reclamation backlog is full (see ``RCU/call(_:)``).
-    public func assign(_ new: __owned T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
+    public func assign(_ new: __shared T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         let previous = storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing)
         if let old = RCUPointer.decode(previous) {

@@ -64,7 +64,7 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// give the items of one subsystem instance classes of their own.
     ///
     /// Kernel analogue: `INIT_WORK()` followed by `lockdep_init_map()` with the class's key.
-    public init(name: String? = nil, class lockClass: LockClass, _ function: @escaping @Sendable (WorkItem) -> Void) {
+    public init(name: String? = nil, class lockClass: __shared LockClass, _ function: @escaping @Sendable (WorkItem) -> Void) {
         self.name = name ?? lockClass.name
         self.function = function
         self.lockClass = lockClass
