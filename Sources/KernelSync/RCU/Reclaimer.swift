@@ -195,7 +195,8 @@ final class Reclaimer: @unchecked Sendable {
     /// exceed the bound (or admitting them above it, for a caller that must not wait).
     ///
     /// Context: the thread that owns `list`. Takes lock, then the list's lock, the order every
-    /// collection takes them in: callbacks are never in neither place, where a barrier would miss them.
+    /// collection takes them in, so that a callback is always either on its list or in the queue, where
+    /// a barrier finds it.
     @inline(never)
     private func handOver(_ list: ThreadCallbacks) {
         lock.lockOrTrap()
