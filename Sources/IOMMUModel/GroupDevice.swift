@@ -27,8 +27,8 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     @exclusivity(unchecked) public internal(set) var attachedDomain: IOMMUDomain?
     /// Quarantines the device; queued by ``IOMMUSystem/reportDeviceBroken(_:)``.
     public let brokenWork: WorkItem
-    // The one-byte fields come last, so that they share a word: the object is 91 bytes, served from
-    // glibc's 96-byte chunks rather than 112-byte ones.
+    // The one-byte fields come last, so that they share a word: the object is 83 bytes, which glibc
+    // serves from a 96-byte chunk (it was 105 bytes, a 128-byte chunk).
     /// Whether the device is quarantined in the blocking domain.
     ///
     /// Guarded by: group.mutex.

@@ -287,15 +287,16 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
 /// The base class of ``RCUList`` elements: the link they embed, as a kernel structure embeds its
 /// `struct list_head`. Subclass it (it is an ``RCUProtected``, so debug reclamation covers elements).
 open class RCUListElement: RCUProtected, @unchecked Sendable {
+    /// Set by the first ``RCUList/addTail(_:holding:file:line:)`` or ``RCUList/replace(_:with:holding:file:line:)``
+    /// that lists the element. Ordering: relaxed; written under the list's update lock, and an element
+    /// listed twice is a bug in the caller, caught even when two lists (two locks) race for it. First,
+    /// so that it shares a word with ``RCUProtected``'s one-byte lifecycle.
+    private let listed = Atomic<Bool>(false)
     /// The next element as an `Unmanaged` +1 reference, or 0 at the end of the list.
     ///
     /// Ordering: see ``RCUList``'s documentation: release stores, acquire loads by readers, relaxed
     /// loads under the update lock.
     @usableFromInline let next = Atomic<UInt>(0)
-    /// Set by the first ``RCUList/addTail(_:holding:file:line:)`` or ``RCUList/replace(_:with:holding:file:line:)``
-    /// that lists the element. Ordering: relaxed; written under the list's update lock, and an element
-    /// listed twice is a bug in the caller, caught even when two lists (two locks) race for it.
-    private let listed = Atomic<Bool>(false)
 
     public override init() {}
 

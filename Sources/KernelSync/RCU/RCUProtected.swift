@@ -16,16 +16,18 @@ import Synchronization
 /// - Note: ARC keeps the memory of a Swift object alive while anybody holds a reference, so "freed"
 ///   here means logically freed: the point where the kernel would have handed the memory back.
 open class RCUProtected: @unchecked Sendable {
-    @usableFromInline static let live = 0
-    static let retired = 1
-    @usableFromInline static let poisoned = 2
+    @usableFromInline static let live: UInt8 = 0
+    static let retired: UInt8 = 1
+    @usableFromInline static let poisoned: UInt8 = 2
 
     /// live → retired (``RCU/retire(_:file:line:)``) → poisoned (after the grace period).
     ///
     /// Ordering: transitions happen under ``historyLock`` with the history they publish, and are stores
     /// with release; ``assertLive(file:line:)`` loads it with acquire, without the lock, and takes the
     /// lock only to read the history for its report.
-    @usableFromInline let lifecycle = Atomic<Int>(RCUProtected.live)
+    ///
+    /// One byte, so that a subclass's first one-byte field (``RCUListElement``'s) shares its word.
+    @usableFromInline let lifecycle = Atomic<UInt8>(RCUProtected.live)
 
     /// Serialises lifecycle transitions and the history of every protected object: the debug path only
     /// (retire and poison with ``RCU/debugReclamation`` on, and reports).
