@@ -1,5 +1,4 @@
 import CKernelSync
-import Glibc
 import Synchronization
 
 /// Runs deferred callbacks after grace periods, on one thread, each thread's in the order it queued them.
