@@ -74,6 +74,14 @@ public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
         devices.first(holding: mutex) { $0.device === device }
     }
 
+    /// Unlinks the group_device of `device` from this group's list, found and unlinked in one walk, and
+    /// returns it with the list's reference (see ``KernelSync/RCUDetached``).
+    ///
+    /// Context: ``mutex`` held (checked by the list with the validator on).
+    func detachGroupDevice(of device: Device) -> RCUDetached<GroupDevice>? {
+        devices.detachFirst(holding: mutex) { $0.device === device }
+    }
+
     /// The reference count (a racy snapshot).
     public var referenceCount: Int { references.load(ordering: .relaxed) }
 

@@ -21,7 +21,7 @@ extension IOMMUSystem {
     /// did when the group was a local it owned (eight reference-count operations a removal).
     private func removeDevice(_ device: Device, from group: IOMMUGroup) {
         group.mutex.lock()
-        guard let detached = group.devices.detachFirst(holding: group.mutex, where: { $0.device === device }) else {
+        guard let detached = group.detachGroupDevice(of: device) else {
             group.mutex.unlock()
             return
         }
