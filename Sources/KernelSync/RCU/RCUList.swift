@@ -127,14 +127,9 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         where predicate: (Element) -> Bool
     ) -> Element? {
         checkHeld(lock, what: "rcu_dereference_protected()", file: file, line: line)
-        var bits = head.next.load(ordering: .relaxed)
-        while let raw = UnsafeRawPointer(bitPattern: bits) {
-            let unmanaged = Unmanaged<RCUListElement>.fromOpaque(raw)
-            let found = unmanaged._withUnsafeGuaranteedRef { predicate(unsafeDowncast($0, to: Element.self)) }
-            if found { return unsafeDowncast(unmanaged.takeUnretainedValue(), to: Element.self) }
-            bits = unmanaged._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
-        }
-        return nil
+        guard let previous = predecessor(where: predicate) else { return nil }
+        let bits = previous._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
+        return unsafeDowncast(Unmanaged<RCUListElement>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!).takeUnretainedValue(), to: Element.self)
     }
 
     /// Whether the list is empty, for the updater. Context: `lock` held (checked as in ``forEachLocked``).
@@ -197,7 +192,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// Context: `lock` held (checked with the validator on).
     public func detach(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> RCUDetached<Element>? {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
-        guard let previous = predecessor(of: element) else { return nil }
+        guard let previous = predecessor(where: { $0 === element }) else { return nil }
         return unlink(after: previous)
     }
 
@@ -213,16 +208,8 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         where predicate: (Element) -> Bool
     ) -> RCUDetached<Element>? {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
-        var previous = Unmanaged.passUnretained(head)
-        while true {
-            let bits = previous._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
-            guard let raw = UnsafeRawPointer(bitPattern: bits) else { return nil }
-            let current = Unmanaged<RCUListElement>.fromOpaque(raw)
-            if current._withUnsafeGuaranteedRef({ predicate(unsafeDowncast($0, to: Element.self)) }) {
-                return unlink(after: previous)
-            }
-            previous = current
-        }
+        guard let previous = predecessor(where: predicate) else { return nil }
+        return unlink(after: previous)
     }
 
     /// Unlinks the element after `previous` and returns it with the list's reference. Context: the
@@ -252,7 +239,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         _ old: Element, with new: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line
     ) -> Bool {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
-        guard let previous = predecessor(of: old) else { return false }
+        guard let previous = predecessor(where: { $0 === old }) else { return false }
         new.claimForList(file: file, line: line)
         new.next.store(old.retainedNextBits, ordering: .relaxed)
         // Ordering: release, so that the replacement's initialisation and `next` come before its
@@ -263,18 +250,20 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         return true
     }
 
-    /// The element (or the head) whose `next` is `element`. Context: the update lock held.
+    /// The updater's walk: the element (or the head) whose `next` is the first element that satisfies
+    /// `predicate`, or nil. Context: the update lock held.
     ///
-    /// The walk compares addresses and lends each element without a retain: listed elements are kept
-    /// alive by the list's own references, which only the lock holder changes.
-    private func predecessor(of element: Element) -> Unmanaged<RCUListElement>? {
-        let target = UInt(bitPattern: Unmanaged.passUnretained(element).toOpaque())
+    /// It lends each element to `predicate` without a retain: listed elements are kept alive by the
+    /// list's own references, which only the lock holder changes.
+    @inlinable
+    func predecessor(where predicate: (Element) -> Bool) -> Unmanaged<RCUListElement>? {
         var previous = Unmanaged.passUnretained(head)
         while true {
             let bits = previous._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }
-            if bits == 0 { return nil }
-            if bits == target { return previous }
-            previous = Unmanaged<RCUListElement>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+            guard let raw = UnsafeRawPointer(bitPattern: bits) else { return nil }
+            let current = Unmanaged<RCUListElement>.fromOpaque(raw)
+            if current._withUnsafeGuaranteedRef({ predicate(unsafeDowncast($0, to: Element.self)) }) { return previous }
+            previous = current
         }
     }
 
