@@ -184,7 +184,8 @@ public enum RCU {
     }
 
     /// ``retire(_:file:line:)`` of a reference the caller owns (+1) and hands over, without a retain.
-    static func retire(retained reference: Unmanaged<AnyObject>, file: StaticString, line: UInt) {
+    static func retire<Object: AnyObject>(retained object: Unmanaged<Object>, file: StaticString, line: UInt) {
+        let reference = RetiredObject.erase(object)
         if debugReclamation {
             reference._withUnsafeGuaranteedRef { object in
                 (object as? RCUProtected)?.markRetired(file: file, line: line)
@@ -296,8 +297,14 @@ public enum RCU {
 struct RetiredObject: @unchecked Sendable {
     let reference: Unmanaged<AnyObject>
 
-    init(retained reference: Unmanaged<AnyObject>) {
-        self.reference = reference
+    /// Takes over `reference` (+1), of any class.
+    init<Object: AnyObject>(retained reference: Unmanaged<Object>) {
+        self.reference = RetiredObject.erase(reference)
+    }
+
+    /// The same reference, typed as any object.
+    static func erase<Object: AnyObject>(_ reference: Unmanaged<Object>) -> Unmanaged<AnyObject> {
+        Unmanaged<AnyObject>.fromOpaque(reference.toOpaque())
     }
 
     /// Poisons and quarantines an ``RCUProtected`` object (the quarantine takes a reference of its own).

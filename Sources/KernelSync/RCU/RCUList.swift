@@ -372,7 +372,7 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     consuming func retire(file: StaticString, line: UInt) {
         let reference = reference
         discard self
-        RCU.retire(retained: Unmanaged<AnyObject>.fromOpaque(reference.toOpaque()), file: file, line: line)
+        RCU.retire(retained: reference, file: file, line: line)
     }
 
     deinit { RCUDetached.drop(reference, detachedAt: detachedAt) }
@@ -381,7 +381,7 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         if RCU.poll(detachedAt) {
             reference.release()
         } else {
-            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: Unmanaged<AnyObject>.fromOpaque(reference.toOpaque()))))
+            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)))
         }
     }
 }

@@ -31,7 +31,7 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
         // Readers may still hold what they loaded (they retained it); the pointer's own reference goes
         // through a grace period like any replaced value.
         if let old = RCUPointer.decode(storage.load(ordering: .acquiring)) {
-            RCU.retire(retained: Unmanaged<AnyObject>.fromOpaque(old.toOpaque()), file: #fileID, line: #line)
+            RCU.retire(retained: old, file: #fileID, line: #line)
         }
     }
 
@@ -77,7 +77,7 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         let previous = storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing)
         if let old = RCUPointer.decode(previous) {
-            RCU.retire(retained: Unmanaged<AnyObject>.fromOpaque(old.toOpaque()), file: file, line: line)
+            RCU.retire(retained: old, file: file, line: line)
         }
     }
 

@@ -201,7 +201,7 @@ final class Reclaimer: @unchecked Sendable {
         lock.lockOrTrap()
         startIfNeeded()
         var aboveBound = false
-        if Int(queuedTotal - ranTotal) + handOffThreshold.load(ordering: .relaxed) > maxBacklog {
+        if handOverWouldExceedBound {
             aboveBound = !admitAfterBackPressure()
         }
         collect(list)
@@ -248,6 +248,12 @@ final class Reclaimer: @unchecked Sendable {
         segments.append(taken)
     }
 
+    /// Whether a hand-over of up to ``handOffThreshold`` callbacks would take the backlog above
+    /// ``maxBacklog``. Context: lock held.
+    private var handOverWouldExceedBound: Bool {
+        Int(queuedTotal - ranTotal) + handOffThreshold.load(ordering: .relaxed) > maxBacklog
+    }
+
     /// A full backlog: waits until there is room and returns true, or, for a caller that must not wait,
     /// counts an admission above the bound and returns false.
     ///
@@ -260,7 +266,7 @@ final class Reclaimer: @unchecked Sendable {
         }
         Lockdep.mightSleep("call_rcu() back-pressure")
         backPressureWaits += 1
-        while Int(queuedTotal - ranTotal) + handOffThreshold.load(ordering: .relaxed) > maxBacklog {
+        while handOverWouldExceedBound {
             wake(expediting: true)
             progress.wait(lock)
         }
