@@ -144,10 +144,7 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     @discardableResult
     public func flush(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         if let core = madeCore { return core.flush(self, file: file, line: line) }
-        // Never queued: nothing to wait for, but the wait is recorded as for an idle item.
-        Lockdep.mightSleep("flush_work(\(name))", file: file, line: line)
-        map.acquire(file: file, line: line)
-        map.release(file: file, line: line)
+        recordIdleWait(call: "flush_work(\(name))", file: file, line: line)
         return false
     }
 
@@ -242,14 +239,20 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     /// (the pseudo-lock acquired and released), and a disable is counted. If a queueing made the core
     /// meanwhile, the core's call does the work.
     private func syncCallBeforeCore(disabling: Bool, file: StaticString, line: UInt) -> Bool {
-        if Lockdep.isValidating {
-            Lockdep.mightSleep("\(disabling ? "disable_work_sync" : "cancel_work_sync")(\(name))", file: file, line: line)
-            map.acquire(file: file, line: line)
-            map.release(file: file, line: line)
-        }
+        recordIdleWait(call: "\(disabling ? "disable_work_sync" : "cancel_work_sync")(\(name))", file: file, line: line)
         guard disabling else { return false }
         if let result = disableBeforeCore() { return result }
         return madeCore!.cancelSync(self, disabling: true, file: file, line: line)
+    }
+
+    /// A waiting call (`call`, built only for a report) on an item never queued: there is nothing to wait
+    /// for, but the call is checked (it may sleep) and recorded as on an idle item, its pseudo-lock
+    /// acquired and released, so that holding a lock the function takes is reported all the same.
+    private func recordIdleWait(call: @autoclosure () -> String, file: StaticString, line: UInt) {
+        guard Lockdep.isValidating else { return }
+        Lockdep.mightSleep(call(), file: file, line: line)
+        map.acquire(file: file, line: line)
+        map.release(file: file, line: line)
     }
 
     /// Counts a disable level while the core does not exist, with one compare-and-exchange and no lock:
