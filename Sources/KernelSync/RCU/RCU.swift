@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// Read-copy update: readers that never block or write shared memory, and writers that wait for (or
@@ -214,7 +215,7 @@ public enum RCU {
     /// callback takes is a deadlock whenever such a callback is queued: with the validator on it is
     /// reported on every call, queued or not, as `flush` of an idle work item is.
     public static func barrier(file: StaticString = #fileID, line: UInt = #line) {
-        if Reclaimer.shared.isCurrentThread {
+        if Reclaimer.shared.isRunningCallbacks {
             Lockdep.emit(RCUReportText.barrierFromCallback(site: "\(file):\(line)"))
             return
         }
@@ -259,6 +260,28 @@ public enum RCU {
         get { Quarantine.enabled.load(ordering: .relaxed) }
         set { Quarantine.enabled.store(newValue, ordering: .relaxed) }
     }
+
+    /// Run every callback on the reclaimer thread, as the kernel does for CPUs listed in `rcu_nocbs=`,
+    /// instead of handing retired objects back to the threads that retired them once their grace
+    /// period has passed. Off by default; on with `KSYNC_RCU_NOCBS=1` at start.
+    ///
+    /// By default a thread drops its own retired objects (``retire(_:file:line:)``, `RCUList`
+    /// deletions, `RCUPointer` replacements) inside one of its later ``call(_:)`` / `retire` calls made
+    /// outside read sections and atomic context, as a CPU invokes its own callbacks in the kernel: their
+    /// deinits run there, on the core that last touched them. Closures queued with ``call(_:)`` always
+    /// run on the reclaimer. What a thread does not get to within a couple of milliseconds, what exited
+    /// threads leave, and everything when someone waits in ``barrier(file:line:)``, runs on the
+    /// reclaimer. Either way a callback runs after its grace period, and each thread's in the order it
+    /// queued them. The rule for callers is the same in both modes (``call(_:)``): do not queue while
+    /// holding a lock that a callback or a retired object's deinit takes (with the validator on, that is
+    /// reported); and a deinit of a retired object must not wait for something its retiring thread does.
+    public static var offloadsCallbacks: Bool {
+        get { offloadsCallbacksFlag.load(ordering: .relaxed) }
+        set { offloadsCallbacksFlag.store(newValue, ordering: .relaxed) }
+    }
+
+    private static let offloadsCallbacksFlag = Atomic<Bool>(
+        getenv("KSYNC_RCU_NOCBS").map { String(cString: $0) == "1" } ?? false)
 
     // MARK: Testing the tests
 

@@ -12,6 +12,20 @@ import Synchronization
 /// for callbacks — `barrier`, a caller held back by the bound, a polled grace period — cuts the gathering
 /// short. liburcu's call_rcu worker, by contrast, sleeps a fixed 10 ms between batches whoever waits.
 ///
+/// Where callbacks run: as in the kernel, where a CPU invokes its own callbacks (in softirq) once
+/// their grace period has passed, each batch goes back to the threads that queued it: a thread's
+/// callbacks wait in one queue of its own (``ThreadCallbacks/returned``), in the order it queued them,
+/// and the thread drops its retired objects itself at its next ``enqueue(_:)`` made outside read
+/// sections and atomic context. They are then released on the core that allocated them and last
+/// touched them: their memory goes back to that thread's malloc cache, and the reference counts of the
+/// objects they point to (shared by every writer) are not moved to the reclaimer's core and back, once
+/// per object, as they are when one thread frees everything. Closures (`call_rcu`) run on the
+/// reclaimer, since one may block. The reclaimer also runs a thread's queue when the thread has left
+/// it for ``returnPatienceNanoseconds`` (it stopped queueing, it blocks, it exited), when someone waits
+/// for callbacks (`barrier`, back-pressure, a polled grace period), and always with
+/// ``RCU/offloadsCallbacks`` (the kernel's `rcu_nocbs`). One runner at a time takes from a queue, from
+/// its head — the thread or the reclaimer — which is what keeps each thread's callbacks in order.
+///
 /// Each thread queues onto a list of its own (``ThreadCallbacks``, the kernel's per-CPU callback list),
 /// under a lock nobody else takes in the common case: writers on several threads do not contend for one
 /// lock, or move its cache line between their cores, twice a removal. The reclaimer collects every
@@ -75,6 +89,26 @@ final class Reclaimer: @unchecked Sendable {
     /// Emptied arrays kept for the lists: a batch's worth of hand-overs (a batch gathers for a
     /// millisecond; a thread hands over every 256 callbacks), so that lists seldom start from nothing.
     static let maxSpareArrays = 128
+    /// How long callbacks handed back to their thread may wait for it before the reclaimer takes them
+    /// back and runs them itself.
+    static let returnPatienceNanoseconds: UInt64 = 2_000_000
+
+    /// One list's callbacks, moved whole, and the thread's list they came from, whose queue they join
+    /// once their grace period has passed.
+    struct Segment {
+        var callbacks: [Callback]
+        let origin: ThreadCallbacks
+    }
+
+    /// Callbacks in a thread's queue (``ThreadCallbacks/returned``). Only retired objects are dropped
+    /// by the thread itself: a `call_rcu` closure may block, or wait for something the queueing thread
+    /// does, and would then stop that thread at an unrelated queueing, so a segment that holds one is
+    /// run by the reclaimer (and everything behind it, to keep the order).
+    struct ReturnedSegment {
+        var callbacks: [Callback]
+        /// The segment holds no closure: the queueing thread may run it.
+        let ownerMayRun: Bool
+    }
 
     /// An array for a thread's list, with room for a hand-over's worth, so that it is not regrown from
     /// one element up.
@@ -98,7 +132,7 @@ final class Reclaimer: @unchecked Sendable {
 
     /// Guarded by: lock. The callbacks collected from the threads' lists and not yet taken as a batch:
     /// each list's array, moved whole (no callback is copied, so no object is retained to move it).
-    @exclusivity(unchecked) private var segments: [[Callback]] = []
+    @exclusivity(unchecked) private var segments: [Segment] = []
     /// Guarded by: lock. How many callbacks ``segments`` holds.
     @exclusivity(unchecked) private var collectedCount = 0
     /// Guarded by: lock. Emptied arrays with their capacity kept, given back to the lists as they are
@@ -140,6 +174,9 @@ final class Reclaimer: @unchecked Sendable {
     private let idle = Atomic<Bool>(false)
     /// Guarded by: lock. Someone waits for callbacks to run: stop gathering and start the grace period.
     @exclusivity(unchecked) private var expedite = false
+    /// Guarded by: lock. The lists whose queue of callbacks to run (``ThreadCallbacks/returned``) is not
+    /// empty.
+    @exclusivity(unchecked) private var returningLists: [ThreadCallbacks] = []
 
     /// The reclaimer thread's id, to recognise calls made from a callback. Ordering: relaxed; it is
     /// compared with the caller's own id, which it equals only when stored by the calling thread itself.
@@ -150,6 +187,14 @@ final class Reclaimer: @unchecked Sendable {
     private init() {}
 
     var isCurrentThread: Bool { threadID.load(ordering: .relaxed) == KernelThread.currentID }
+
+    /// Whether the calling thread is running callbacks: it is the reclaimer, or a thread running those
+    /// handed back to it.
+    var isRunningCallbacks: Bool {
+        if isCurrentThread { return true }
+        guard let raw = ks_callback_list_get() else { return false }
+        return Unmanaged<ThreadCallbacks>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.ownerIsRunning }
+    }
 
     /// Callbacks queued and not yet run: collected ones and those still on the threads' lists. Counts
     /// the lists without collecting them, so that polling it does not empty them before their threads
@@ -182,12 +227,139 @@ final class Reclaimer: @unchecked Sendable {
         let callback = Callback(target: engine.snapshot(), action: consume action)
         // Unretained: the thread's TLS slot holds the list as long as the thread runs.
         let list = ThreadCallbacks.current(registeringWith: self)
-        let count = list._withUnsafeGuaranteedRef { $0.append(callback) }
+        let (count, hasReturned) = list._withUnsafeGuaranteedRef { ($0.append(callback), $0.hasReturned.load(ordering: .relaxed)) }
+        if hasReturned { runReturned(list.takeUnretainedValue()) }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
         } else if idle.load(ordering: .sequentiallyConsistent) {
             lock.withLock { if idle.load(ordering: .relaxed) { wake(expediting: false) } }
         }
+    }
+
+    /// Runs the callbacks handed back to the calling thread, whose grace periods have passed, in the
+    /// order it queued them. Not inside a read section, in atomic context, on the reclaimer or inside a
+    /// callback (where ``callerMayWait`` is false), nor while the reclaimer runs this thread's queue:
+    /// those are left for later, or for the reclaimer.
+    ///
+    /// Context: the thread that owns `list`; no library lock held.
+    @inline(never)
+    private func runReturned(_ list: ThreadCallbacks) {
+        guard callerMayWait else { return }
+        var segments: [[Callback]] = lock.withLock {
+            guard !list.reclaimerIsRunning else { return [] }
+            let taken = takeReturned(list, ownerOnly: true)
+            list.ownerIsRunning = !taken.isEmpty
+            // A closure left at the head is the reclaimer's to run.
+            if !list.returned.isEmpty && idle.load(ordering: .relaxed) { wake(expediting: false) }
+            return taken
+        }
+        guard !segments.isEmpty else { return }
+        let ran = perform(&segments)
+        lock.withLock {
+            list.ownerIsRunning = false
+            finishRunning(segments, ran: ran)
+        }
+    }
+
+    /// Takes `list`'s queue of callbacks to run, in order: all of it, or with `ownerOnly` the part
+    /// before the first segment only the reclaimer runs. Context: lock held; the caller is the queue's
+    /// one runner now.
+    private func takeReturned(_ list: ThreadCallbacks, ownerOnly: Bool) -> [[Callback]] {
+        let count = ownerOnly ? list.returned.firstIndex { !$0.ownerMayRun } ?? list.returned.count : list.returned.count
+        let taken = list.returned[..<count].map(\.callbacks)
+        list.returned.removeFirst(count)
+        if let head = list.returned.first {
+            if count > 0 { list.returnedSince = monotonicNanoseconds() }
+            list.hasReturned.store(head.ownerMayRun, ordering: .relaxed)
+        } else {
+            list.hasReturned.store(false, ordering: .relaxed)
+            if count > 0 { returningLists.removeAll { $0 === list } }
+        }
+        return taken
+    }
+
+    /// Runs `segments` in order, and empties them (the callbacks, and the objects and closures they
+    /// hold, are released before they count as run), under the callbacks' pseudo-lock: a back-pressure
+    /// waiter waits for their deinits too. Returns how many ran.
+    ///
+    /// Context: the reclaimer, or the thread that queued them; no library lock held.
+    private func perform(_ segments: inout [[Callback]]) -> UInt64 {
+        var ran: UInt64 = 0
+        let validating = Lockdep.isValidating
+        if validating { callbacksMap.acquire() }
+        let debugReclamation = RCU.debugReclamation
+        for index in segments.indices {
+            // Through the buffer, so that no callback is copied (and its object retained) to run it.
+            segments[index].withUnsafeBufferPointer { callbacks in
+                for index in callbacks.indices { callbacks[index].perform(debugReclamation: debugReclamation) }
+            }
+            ran += UInt64(segments[index].count)
+            segments[index].removeAll(keepingCapacity: segments[index].capacity <= 4 * Reclaimer.batchSize)
+        }
+        if validating { callbacksMap.releaseRecorded() }
+        return ran
+    }
+
+    /// Counts `ran` callbacks as run, keeps the emptied arrays for the lists, and wakes whoever waits
+    /// for callbacks. Context: lock held.
+    private func finishRunning(_ emptied: [[Callback]], ran: UInt64) {
+        for array in emptied where spareArrays.count < Reclaimer.maxSpareArrays {
+            spareArrays.append(array)
+        }
+        ranTotal += ran
+        progress.broadcast()
+    }
+
+    /// Adds the callbacks of `segment`, whose grace period has passed, to its thread's queue.
+    /// Context: lock held.
+    private func handBack(_ segment: Segment, now: UInt64) {
+        let list = segment.origin
+        if list.returned.isEmpty {
+            list.returnedSince = now
+            returningLists.append(list)
+        }
+        let holdsClosure = segment.callbacks.contains { callback in
+            if case .run = callback.action { return true }
+            return false
+        }
+        list.returned.append(ReturnedSegment(callbacks: segment.callbacks, ownerMayRun: !holdsClosure))
+        list.hasReturned.store(list.returned[0].ownerMayRun, ordering: .relaxed)
+    }
+
+    /// Whether the reclaimer runs `list`'s queue itself now: always when `all` (offloading, or someone
+    /// waits for callbacks), else when a closure is at its head, when the thread has exited, or when it
+    /// has left its queue for ``returnPatienceNanoseconds``. Never while the thread runs it.
+    /// Context: lock held.
+    private func reclaimerTakesOver(_ list: ThreadCallbacks, all: Bool, now: UInt64) -> Bool {
+        !list.ownerIsRunning && !list.reclaimerIsRunning
+            && (all || list.returned.first?.ownerMayRun == false || !list.acceptsReturned
+                || now &- list.returnedSince >= Reclaimer.returnPatienceNanoseconds)
+    }
+
+    /// Takes the queues that the reclaimer runs itself now (``reclaimerTakesOver(_:all:now:)``) and
+    /// marks it their runner. Context: lock held.
+    private func takeOverReturned(all: Bool) -> (lists: [ThreadCallbacks], segments: [[Callback]]) {
+        let now = monotonicNanoseconds()
+        let lists = returningLists.filter { reclaimerTakesOver($0, all: all, now: now) }
+        var segments: [[Callback]] = []
+        for list in lists {
+            list.reclaimerIsRunning = true
+            segments += takeReturned(list, ownerOnly: false)
+        }
+        return (lists, segments)
+    }
+
+    /// Whether a queue waits that the reclaimer would take over now. Context: lock held.
+    private func hasQueueToTakeOver(all: Bool) -> Bool {
+        let now = monotonicNanoseconds()
+        return returningLists.contains { reclaimerTakesOver($0, all: all, now: now) }
+    }
+
+    /// When the reclaimer should look at the queues again: when the oldest that no thread is running
+    /// could be taken over, or a patience from now if every one is being run. Context: lock held.
+    private var nextTakeOverDeadline: UInt64 {
+        let oldest = returningLists.lazy.filter { !$0.ownerIsRunning }.map(\.returnedSince).min()
+        return max(oldest ?? 0, monotonicNanoseconds()) + Reclaimer.returnPatienceNanoseconds
     }
 
     /// Moves `list`'s callbacks to the reclaimer's queue, first waiting for room when the backlog would
@@ -213,6 +385,8 @@ final class Reclaimer: @unchecked Sendable {
     /// Registers a thread's new list. Context: the thread's first queueing.
     func register(_ list: ThreadCallbacks) {
         lock.withLock {
+            // The reclaimer runs its own callbacks in its batches.
+            if isCurrentThread { list.acceptsReturned = false }
             startIfNeeded()
             lists.append(list)
         }
@@ -223,7 +397,9 @@ final class Reclaimer: @unchecked Sendable {
         lock.withLock {
             collect(list)
             lists.removeAll { $0 === list }
-            if idle.load(ordering: .relaxed) && collectedCount > 0 { wake(expediting: false) }
+            // What was or will be handed back to it runs here.
+            list.acceptsReturned = false
+            if idle.load(ordering: .relaxed) && (collectedCount > 0 || !list.returned.isEmpty) { wake(expediting: false) }
         }
     }
 
@@ -245,7 +421,7 @@ final class Reclaimer: @unchecked Sendable {
         }
         collectedCount += taken.count
         queuedTotal += UInt64(taken.count)
-        segments.append(taken)
+        segments.append(Segment(callbacks: taken, origin: list))
     }
 
     /// Whether a hand-over of up to ``handOffThreshold`` callbacks would take the backlog above
@@ -313,7 +489,7 @@ final class Reclaimer: @unchecked Sendable {
     /// itself), not in a read section (it would hold up the grace period it waits for), not in atomic
     /// context.
     private var callerMayWait: Bool {
-        !isCurrentThread && RCUReaderRecord.currentNesting == 0 && !Lockdep.inAtomicContext
+        !isRunningCallbacks && RCUReaderRecord.currentNesting == 0 && !Lockdep.inAtomicContext
     }
 
     /// Records, for the validator, that a caller that could wait for room waits for the callbacks.
@@ -344,57 +520,57 @@ final class Reclaimer: @unchecked Sendable {
     private func run() {
         threadID.store(KernelThread.currentID, ordering: .relaxed)
         while true {
-            var (batch, target) = lock.withLock {
+            var (batch, target, runsAll) = lock.withLock { () -> ([Segment], UInt64, Bool) in
                 collectLists()
-                while collectedCount == 0 && engine.hasElapsed(requestedTarget) {
+                while collectedCount == 0 && engine.hasElapsed(requestedTarget)
+                        && !hasQueueToTakeOver(all: expedite || RCU.offloadsCallbacks) {
                     // Published before the lists are looked at again (see ``idle``).
                     idle.store(true, ordering: .sequentiallyConsistent)
                     collectLists()
                     if collectedCount > 0 { break }
-                    workAvailable.wait(lock)
+                    if returningLists.isEmpty {
+                        workAvailable.wait(lock)
+                    } else {
+                        // Queues wait for their threads: look again when one could be taken over.
+                        _ = workAvailable.wait(lock, untilMonotonicNanoseconds: nextTakeOverDeadline)
+                    }
                 }
                 idle.store(false, ordering: .relaxed)
-                let gatherUntil = monotonicNanoseconds() + Reclaimer.batchDelayNanoseconds
-                while !expedite && collectedCount < Reclaimer.batchSize && monotonicNanoseconds() < gatherUntil {
-                    workAvailable.wait(lock, untilMonotonicNanoseconds: gatherUntil)
+                if collectedCount > 0 {
+                    let gatherUntil = monotonicNanoseconds() + Reclaimer.batchDelayNanoseconds
+                    while !expedite && collectedCount < Reclaimer.batchSize && monotonicNanoseconds() < gatherUntil {
+                        workAvailable.wait(lock, untilMonotonicNanoseconds: gatherUntil)
+                    }
+                    collectLists()
                 }
-                collectLists()
+                let runsAll = expedite || RCU.offloadsCallbacks
                 expedite = false
-                let batch = segments
+                let taken = segments
                 segments = []
                 collectedCount = 0
-                batchNumber += 1
+                if !taken.isEmpty { batchNumber += 1 }
                 // Callers snapshot their target before they list the callback, so queue order is not
                 // target order: the batch waits for the latest target of any of its callbacks.
-                let target = batch.reduce(requestedTarget) { latest, segment in
-                    segment.reduce(latest) { max($0, $1.target) }
+                let latest = taken.reduce(requestedTarget) { latest, segment in
+                    segment.callbacks.reduce(latest) { max($0, $1.target) }
                 }
-                return (batch, target)
+                return (taken, latest, runsAll)
             }
             engine.synchronize(until: target)
-            var ran: UInt64 = 0
-            let validating = Lockdep.isValidating
-            if validating { callbacksMap.acquire() }
-            let debugReclamation = RCU.debugReclamation
-            for index in batch.indices {
-                // Through the buffer, so that no callback is copied (and its object retained) to run it.
-                batch[index].withUnsafeBufferPointer { callbacks in
-                    for index in callbacks.indices { callbacks[index].perform(debugReclamation: debugReclamation) }
-                }
-                ran += UInt64(batch[index].count)
-                // Callbacks (and the objects they hold) are released before they count as run, and
-                // under the callbacks' pseudo-lock: a back-pressure waiter waits for their deinits too.
-                batch[index].removeAll(keepingCapacity: batch[index].capacity <= 4 * Reclaimer.batchSize)
-            }
-            if validating { callbacksMap.releaseRecorded() }
-            lock.withLock {
-                // The emptied arrays go back to the lists as they are collected.
-                for index in batch.indices where spareArrays.count < Reclaimer.maxSpareArrays {
-                    spareArrays.append(batch[index])
-                }
+            // The batch joins its threads' queues, behind what they hold already; then the queues the
+            // reclaimer runs itself are taken whole, so each thread's callbacks run in its order.
+            var (lists, runs) = lock.withLock { () -> ([ThreadCallbacks], [[Callback]]) in
+                let now = monotonicNanoseconds()
+                for segment in batch { handBack(segment, now: now) }
+                // The queues hold the only copies now: running a callback empties its array in place.
                 batch = []
-                ranTotal += ran
-                progress.broadcast()
+                return takeOverReturned(all: runsAll)
+            }
+            let ran = perform(&runs)
+            lock.withLock {
+                for list in lists { list.reclaimerIsRunning = false }
+                lists = []
+                finishRunning(runs, ran: ran)
             }
         }
     }
@@ -413,6 +589,26 @@ final class ThreadCallbacks: @unchecked Sendable {
     let lock = PthreadMutex()
     /// Guarded by: lock.
     @exclusivity(unchecked) var callbacks = Reclaimer.freshList()
+
+    /// Guarded by: ``Reclaimer/lock``. Callbacks whose grace period has passed, handed back for this
+    /// thread to run, in the order it queued them.
+    @exclusivity(unchecked) var returned: [Reclaimer.ReturnedSegment] = []
+    /// Guarded by: ``Reclaimer/lock``. When ``returned`` last became non-empty (monotonic nanoseconds).
+    @exclusivity(unchecked) var returnedSince: UInt64 = 0
+    /// Guarded by: ``Reclaimer/lock``. False once the thread has exited (and for the reclaimer's own
+    /// list): what is handed back is taken back at once.
+    @exclusivity(unchecked) var acceptsReturned = true
+    /// Written under ``Reclaimer/lock`` by the owning thread only, which also reads it without the lock:
+    /// the thread is running its queue.
+    @exclusivity(unchecked) var ownerIsRunning = false
+    /// Guarded by: ``Reclaimer/lock``. The reclaimer is running this thread's queue.
+    @exclusivity(unchecked) var reclaimerIsRunning = false
+    /// Whether ``returned`` may hold callbacks: the owning thread's cheap test at each queueing.
+    ///
+    /// Ordering: relaxed. Set under ``Reclaimer/lock`` after the callbacks are listed; the owner then
+    /// takes the lock to take them, so a stale false only delays them to its next queueing (or to the
+    /// reclaimer's take-back), and a stale true costs one lock.
+    let hasReturned = Atomic<Bool>(false)
 
     deinit {
         // The thread has exited and the reclaimer has forgotten the list: nobody can hold the lock.
@@ -435,6 +631,11 @@ final class ThreadCallbacks: @unchecked Sendable {
     static func current(registeringWith reclaimer: Reclaimer) -> Unmanaged<ThreadCallbacks> {
         if let raw = ks_callback_list_get() { return Unmanaged<ThreadCallbacks>.fromOpaque(raw) }
         return registerCurrent(with: reclaimer)
+    }
+
+    /// The calling thread's list, if it has queued anything.
+    static var currentIfRegistered: ThreadCallbacks? {
+        ks_callback_list_get().map { Unmanaged<ThreadCallbacks>.fromOpaque($0).takeUnretainedValue() }
     }
 
     @inline(never)

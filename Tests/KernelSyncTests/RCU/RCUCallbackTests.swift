@@ -164,24 +164,32 @@ import Testing
 
     @Test func callingInAtomicContextNeverWaitsForTheBacklog() {
         RCU.barrier()
-        let before = Reclaimer.shared.lock.withLock {
-            (waits: Reclaimer.shared.backPressureWaits, overBound: Reclaimer.shared.overBoundAdmissions)
-        }
-        RCU.maxBacklog = 1
-        defer { RCU.maxBacklog = Reclaimer.defaultMaxBacklog }
         // Counts in the backlog until it returns, so the bound is reached; returns once the next caller
-        // has either been admitted above the bound or has waited.
+        // has either been admitted above the bound or has waited. Queued and running before the bound
+        // is lowered, so that its own queueing never waits for room (other suites queue callbacks too),
+        // and compared with counts taken once it runs.
+        let running = Flag()
+        let before = Mutex<(waits: Int, overBound: Int)?>(nil)
         RCU.call {
+            running.raise()
             _ = eventually {
-                Reclaimer.shared.lock.withLock {
+                guard let before = before.withLock({ $0 }) else { return false }
+                return Reclaimer.shared.lock.withLock {
                     Reclaimer.shared.overBoundAdmissions > before.overBound
                         || Reclaimer.shared.backPressureWaits > before.waits
                 }
             }
         }
+        #expect(eventually { running.isRaised })
+        RCU.maxBacklog = 1
+        defer { RCU.maxBacklog = Reclaimer.defaultMaxBacklog }
+        let counts = Reclaimer.shared.lock.withLock {
+            (waits: Reclaimer.shared.backPressureWaits, overBound: Reclaimer.shared.overBoundAdmissions)
+        }
+        before.withLock { $0 = counts }
         Lockdep.withAtomicContext("rcu-test") { RCU.call {} }
         let after = Reclaimer.shared.lock.withLock { Reclaimer.shared.overBoundAdmissions }
-        #expect(after > before.overBound)
+        #expect(after > counts.overBound)
         RCU.barrier()
     }
 

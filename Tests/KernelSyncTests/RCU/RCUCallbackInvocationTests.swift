@@ -1,0 +1,167 @@
+import Glibc
+@testable import KernelSync
+import Synchronization
+import Testing
+
+/// Where callbacks run: handed back to the thread that queued them once their grace period has passed
+/// (the kernel's per-CPU invocation), taken over by the reclaimer from a thread that does not run them,
+/// and all on the reclaimer with ``RCU/offloadsCallbacks`` (`rcu_nocbs`). Part of the serialized
+/// callback suite: several of its tests change the backlog bound, which these would trip over.
+extension RCUCallbackTests {
+    /// An object whose deinit records whether it ran among the callbacks handed back to the thread that
+    /// queued them. (A retire's own caller may drop the last reference too, when the object's grace
+    /// period has passed before `retire` returns: that is not a handed-back callback.)
+    final class Tracked: Sendable {
+        let handedBack: Recorder<Bool>
+        init(_ handedBack: Recorder<Bool>) { self.handedBack = handedBack }
+        deinit { handedBack.append(ThreadCallbacks.currentIfRegistered?.ownerIsRunning == true) }
+    }
+
+    /// Retires objects on a new thread until one of them is dropped among the callbacks handed back to
+    /// it, or `seconds` pass; returns how many it retired.
+    private func retireUntilOneIsHandedBack(_ handedBack: Recorder<Bool>, seconds: Double) -> Int {
+        let retired = Atomic<Int>(0)
+        KernelThread(name: "rcu-test-retirer") {
+            let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+            while !handedBack.values.contains(true) && monotonicNanoseconds() < deadline {
+                for _ in 0..<64 { RCU.retire(Tracked(handedBack)) }
+                retired.add(64, ordering: .relaxed)
+            }
+        }.join()
+        return retired.load(ordering: .relaxed)
+    }
+
+    @Test func aThreadThatKeepsQueueingRunsItsOwnCallbacks() {
+        RCU.barrier()
+        let handedBack = Recorder<Bool>()
+        let retired = retireUntilOneIsHandedBack(handedBack, seconds: 10)
+        RCU.barrier()
+        #expect(handedBack.values.contains(true), "no retired object was dropped by the thread that retired it")
+        #expect(handedBack.values.count == retired)
+    }
+
+    @Test func withOffloadingEveryCallbackRunsOnTheReclaimer() {
+        RCU.barrier()
+        RCU.offloadsCallbacks = true
+        defer { RCU.offloadsCallbacks = false }
+        let handedBack = Recorder<Bool>()
+        let retired = retireUntilOneIsHandedBack(handedBack, seconds: 0.3)
+        RCU.barrier()
+        #expect(handedBack.values.filter { $0 }.count == 0)
+        #expect(handedBack.values.count == retired)
+    }
+
+    @Test func callbacksHandedBackToAThreadThatStopsQueueingRunWithoutIt() {
+        // The thread retires, waits until its objects have been handed back, then blocks without
+        // queueing again: only the reclaimer's take-over can drop them, and no barrier asks it to.
+        let handedBack = Recorder<Bool>(), waiting = Flag(), done = Flag()
+        let caller = KernelThread(name: "rcu-test-stops-queueing") {
+            for _ in 0..<3 { RCU.retire(Tracked(handedBack)) }
+            let list = ThreadCallbacks.currentIfRegistered!
+            _ = eventually { list.hasReturned.load(ordering: .relaxed) || handedBack.values.count == 3 }
+            waiting.raise()
+            while !done.isRaised { usleep(100) }
+        }
+        #expect(eventually { waiting.isRaised })
+        #expect(eventually { handedBack.values.count == 3 }, "the reclaimer takes them over without a barrier")
+        #expect(!handedBack.values.contains(true))
+        done.raise()
+        caller.join()
+    }
+
+    @Test func barrierRunsCallbacksHandedBackToABlockedThread() {
+        let handedBack = Recorder<Bool>(), waiting = Flag(), done = Flag()
+        let caller = KernelThread(name: "rcu-test-blocked-owner") {
+            for _ in 0..<3 { RCU.retire(Tracked(handedBack)) }
+            let list = ThreadCallbacks.currentIfRegistered!
+            _ = eventually { list.hasReturned.load(ordering: .relaxed) || handedBack.values.count == 3 }
+            waiting.raise()
+            while !done.isRaised { usleep(100) }
+        }
+        #expect(eventually { waiting.isRaised })
+        RCU.barrier()
+        #expect(handedBack.values.count == 3)
+        done.raise()
+        caller.join()
+    }
+
+    @Test func aClosureHandedBackRunsOnTheReclaimerNotOnTheQueueingThread() {
+        // The closure waits for the thread that queued it: run there, at that thread's next retire,
+        // it would wait for itself.
+        let ranOnReclaimer = Flag(), release = Flag()
+        KernelThread(name: "rcu-test-closure-owner") {
+            RCU.call {
+                if Reclaimer.shared.isCurrentThread { ranOnReclaimer.raise() }
+                _ = eventually { release.isRaised }
+            }
+            let droppedOn = Recorder<Bool>()
+            _ = eventually {
+                RCU.retire(Tracked(droppedOn))
+                return ranOnReclaimer.isRaised
+            }
+            release.raise()
+        }.join()
+        #expect(ranOnReclaimer.isRaised)
+        RCU.barrier()
+    }
+
+    @Test func mixedCallsAndRetiresOfEachThreadRunInTheOrderItQueuedThem() {
+        final class Ordered: Sendable {
+            let runs: Recorder<(thread: Int, index: Int)>
+            let thread: Int, index: Int
+            init(_ runs: Recorder<(thread: Int, index: Int)>, _ thread: Int, _ index: Int) {
+                self.runs = runs
+                self.thread = thread
+                self.index = index
+            }
+            deinit { runs.append((thread, index)) }
+        }
+        let runs = Recorder<(thread: Int, index: Int)>()
+        KernelThread.runAll(count: 2, name: "rcu-test-mixed-order") { thread in
+            for index in 0..<20_000 {
+                // Runs of closures and of retires, so that some segments are the thread's to run and
+                // some the reclaimer's, and the queue changes hands.
+                if (index / 700) % 2 == 0 {
+                    RCU.call { runs.append((thread, index)) }
+                } else {
+                    RCU.retire(Ordered(runs, thread, index))
+                }
+            }
+        }
+        RCU.barrier()
+        let values = runs.values
+        #expect(values.count == 40_000)
+        for thread in 0..<2 {
+            let order = values.filter { $0.thread == thread }.map(\.index)
+            let firstOutOfOrder = zip(order, 0...).first { $0 != $1 }
+            #expect(firstOutOfOrder == nil, "thread \(thread): \(order.count) ran, first out of order at \(firstOutOfOrder.map { "\($0.1): \(order[max(0, $0.1 - 3)..<min(order.count, $0.1 + 4)])" } ?? "")")
+        }
+    }
+
+    @Test func barrierFromADeinitRunOnTheRetiringThreadIsReportedAndReturns() {
+        final class CallsBarrier: Sendable {
+            let line: UInt
+            let droppedOn: Recorder<Int32>
+            init(line: UInt, _ droppedOn: Recorder<Int32>) {
+                self.line = line
+                self.droppedOn = droppedOn
+            }
+            deinit {
+                droppedOn.append(KernelThread.currentID)
+                RCU.barrier(line: line)
+            }
+        }
+        let line: UInt = #line
+        let droppedOn = Recorder<Int32>()
+        KernelThread(name: "rcu-test-barrier-deinit") {
+            RCU.retire(CallsBarrier(line: line, droppedOn))
+            // Keep retiring until the object has been dropped: here, most likely, or on the reclaimer
+            // (a barrier elsewhere takes everything over). Either way the barrier must not wait.
+            let others = Recorder<Bool>()
+            _ = eventually { RCU.retire(Tracked(others)); return !droppedOn.values.isEmpty }
+        }.join()
+        RCU.barrier()
+        #expect(droppedOn.values.count == 1)
+        #expect(rcuReports(.barrierFromCallback, line: line).count == 1)
+    }
+}
