@@ -51,11 +51,11 @@ extension RCUCallbackTests {
         #expect(handedBack.values.count == retired)
     }
 
-    @Test func callbacksHandedBackToAThreadThatStopsQueueingRunWithoutIt() {
-        // The thread retires, waits until its objects have been handed back, then blocks without
-        // queueing again: only the reclaimer's take-over can drop them, and no barrier asks it to.
-        let handedBack = Recorder<Bool>(), waiting = Flag(), done = Flag()
-        let caller = KernelThread(name: "rcu-test-stops-queueing") {
+    /// Starts a thread that retires three objects, waits until they have been handed back to it (or
+    /// dropped), then blocks without queueing again until `done` is raised. Returns once it blocks.
+    private func startRetirerThatStopsQueueing(_ handedBack: Recorder<Bool>, until done: Flag) -> KernelThread {
+        let waiting = Flag()
+        let thread = KernelThread(name: "rcu-test-stops-queueing") {
             for _ in 0..<3 { RCU.retire(Tracked(handedBack)) }
             let list = ThreadCallbacks.currentIfRegistered!
             _ = eventually { list.hasReturned.load(ordering: .relaxed) || handedBack.values.count == 3 }
@@ -63,6 +63,13 @@ extension RCUCallbackTests {
             while !done.isRaised { usleep(100) }
         }
         #expect(eventually { waiting.isRaised })
+        return thread
+    }
+
+    @Test func callbacksHandedBackToAThreadThatStopsQueueingRunWithoutIt() {
+        // Only the reclaimer's take-over can drop them, and no barrier asks it to.
+        let handedBack = Recorder<Bool>(), done = Flag()
+        let caller = startRetirerThatStopsQueueing(handedBack, until: done)
         #expect(eventually { handedBack.values.count == 3 }, "the reclaimer takes them over without a barrier")
         #expect(!handedBack.values.contains(true))
         done.raise()
@@ -70,15 +77,8 @@ extension RCUCallbackTests {
     }
 
     @Test func barrierRunsCallbacksHandedBackToABlockedThread() {
-        let handedBack = Recorder<Bool>(), waiting = Flag(), done = Flag()
-        let caller = KernelThread(name: "rcu-test-blocked-owner") {
-            for _ in 0..<3 { RCU.retire(Tracked(handedBack)) }
-            let list = ThreadCallbacks.currentIfRegistered!
-            _ = eventually { list.hasReturned.load(ordering: .relaxed) || handedBack.values.count == 3 }
-            waiting.raise()
-            while !done.isRaised { usleep(100) }
-        }
-        #expect(eventually { waiting.isRaised })
+        let handedBack = Recorder<Bool>(), done = Flag()
+        let caller = startRetirerThatStopsQueueing(handedBack, until: done)
         RCU.barrier()
         #expect(handedBack.values.count == 3)
         done.raise()
