@@ -216,7 +216,7 @@ public enum Lockdep {
                 writeToStandardError("lockdep: KSYNC_LOCKDEP=\(name) is not one of off, report, abort; using report\n")
             }
         }
-        let statistics = getenv("KSYNC_LOCK_STAT").map { String(cString: $0) == "1" } ?? false
+        let statistics = environmentFlag("KSYNC_LOCK_STAT")
         ks_fast_path_flags_set(KS_FLAG_LOCKDEP, mode == .off ? 0 : 1)
         return mode.rawValue | (statistics ? statisticsFlag : 0)
     }

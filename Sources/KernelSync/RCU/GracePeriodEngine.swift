@@ -60,7 +60,7 @@ final class GracePeriodEngine: @unchecked Sendable {
     private var gpRunning = false
 
     private init() {
-        let forced = getenv("KSYNC_RCU_FORCE_FENCES").map { String(cString: $0) == "1" } ?? false
+        let forced = environmentFlag("KSYNC_RCU_FORCE_FENCES")
         usesFences = forced || ks_membarrier_register_private_expedited() != 0
         ks_fast_path_flags_set(KS_FLAG_RCU_FENCES, usesFences ? 1 : 0)
     }

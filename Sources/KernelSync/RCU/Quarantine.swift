@@ -35,6 +35,6 @@ final class Quarantine: @unchecked Sendable {
     }
 
     private static func initiallyEnabled() -> Bool {
-        getenv("KSYNC_RCU_DEBUG").map { String(cString: $0) == "1" } ?? false
+        environmentFlag("KSYNC_RCU_DEBUG")
     }
 }

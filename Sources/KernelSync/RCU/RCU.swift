@@ -1,4 +1,3 @@
-import Glibc
 import Synchronization
 
 /// Read-copy update: readers that never block or write shared memory, and writers that wait for (or
@@ -281,7 +280,7 @@ public enum RCU {
     }
 
     private static let offloadsCallbacksFlag = Atomic<Bool>(
-        getenv("KSYNC_RCU_NOCBS").map { String(cString: $0) == "1" } ?? false)
+        environmentFlag("KSYNC_RCU_NOCBS"))
 
     // MARK: Testing the tests
 
