@@ -89,8 +89,8 @@ final class Reclaimer: @unchecked Sendable {
     /// Emptied arrays kept for the lists: a batch's worth of hand-overs (a batch gathers for a
     /// millisecond; a thread hands over every 256 callbacks), so that lists seldom start from nothing.
     static let maxSpareArrays = 128
-    /// How long callbacks handed back to their thread may wait for it before the reclaimer takes them
-    /// back and runs them itself.
+    /// How long callbacks handed back to their thread may wait for it before the reclaimer takes its
+    /// queue over and runs them itself.
     static let returnPatienceNanoseconds: UInt64 = 2_000_000
 
     /// One list's callbacks, moved whole, and the thread's list they came from, whose queue they join
@@ -593,10 +593,11 @@ final class ThreadCallbacks: @unchecked Sendable {
     /// Guarded by: ``Reclaimer/lock``. Callbacks whose grace period has passed, handed back for this
     /// thread to run, in the order it queued them.
     @exclusivity(unchecked) var returned: [Reclaimer.ReturnedSegment] = []
-    /// Guarded by: ``Reclaimer/lock``. When ``returned`` last became non-empty (monotonic nanoseconds).
+    /// Guarded by: ``Reclaimer/lock``. Since when the head of ``returned`` has waited (monotonic
+    /// nanoseconds): set when the queue becomes non-empty and when its thread leaves part of it.
     @exclusivity(unchecked) var returnedSince: UInt64 = 0
     /// Guarded by: ``Reclaimer/lock``. False once the thread has exited (and for the reclaimer's own
-    /// list): what is handed back is taken back at once.
+    /// list): the reclaimer runs what is handed back at once.
     @exclusivity(unchecked) var acceptsReturned = true
     /// Written under ``Reclaimer/lock`` by the owning thread only, which also reads it without the lock:
     /// the thread is running its queue.
@@ -607,7 +608,8 @@ final class ThreadCallbacks: @unchecked Sendable {
     ///
     /// Ordering: relaxed. Set under ``Reclaimer/lock`` after the callbacks are listed; the owner then
     /// takes the lock to take them, so a stale false only delays them to its next queueing (or to the
-    /// reclaimer's take-back), and a stale true costs one lock.
+    /// reclaimer's take-over), and a stale true costs one lock. False while the head of the queue is
+    /// a closure, which only the reclaimer runs.
     let hasReturned = Atomic<Bool>(false)
 
     deinit {
