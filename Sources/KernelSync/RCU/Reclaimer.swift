@@ -27,8 +27,8 @@ import Synchronization
 /// its head — the thread or the reclaimer — which is what keeps each thread's callbacks in order.
 ///
 /// Each thread queues onto a list of its own (``ThreadCallbacks``, the kernel's per-CPU callback list),
-/// under a lock nobody else takes in the common case: writers on several threads do not contend for one
-/// lock, or move its cache line between their cores, twice a removal. The reclaimer collects every
+/// a single-producer ring that takes no lock: writers on several threads do not contend for one lock,
+/// or move its cache line between their cores, twice a removal. The reclaimer collects every
 /// list at the start and end of each round (and ``waitForQueued()`` does before it counts), and a
 /// thread hands its list over itself once it holds ``handOffThreshold`` callbacks. So callbacks run in
 /// the order each thread queued them; callbacks of different threads are not ordered (nor are they in
@@ -86,8 +86,8 @@ final class Reclaimer: @unchecked Sendable {
     static let batchDelayNanoseconds: UInt64 = 1_000_000
     /// A batch this large starts its grace period at once.
     static let batchSize = 4_096
-    /// Emptied arrays kept for the lists: a batch's worth of hand-overs (a batch gathers for a
-    /// millisecond; a thread hands over every 256 callbacks), so that lists seldom start from nothing.
+    /// Emptied arrays kept for the segments: a batch's worth of hand-overs (a batch gathers for a
+    /// millisecond; a thread hands over every 256 callbacks), so that segments seldom start from nothing.
     static let maxSpareArrays = 128
     /// How long callbacks handed back to their thread may wait for it before the reclaimer takes its
     /// queue over and runs them itself.
@@ -110,9 +110,9 @@ final class Reclaimer: @unchecked Sendable {
         let ownerMayRun: Bool
     }
 
-    /// An array for a thread's list, with room for a hand-over's worth, so that it is not regrown from
-    /// one element up.
-    static func freshList() -> [Callback] {
+    /// An array for a segment, with room for a hand-over's worth, so that it is not regrown from one
+    /// element up.
+    static func freshSegment() -> [Callback] {
         var list: [Callback] = []
         list.reserveCapacity(256)
         return list
@@ -135,8 +135,8 @@ final class Reclaimer: @unchecked Sendable {
     @exclusivity(unchecked) private var segments: [Segment] = []
     /// Guarded by: lock. How many callbacks ``segments`` holds.
     @exclusivity(unchecked) private var collectedCount = 0
-    /// Guarded by: lock. Emptied arrays with their capacity kept, given back to the lists as they are
-    /// collected, so that queueing does not regrow an array from nothing after every collection.
+    /// Guarded by: lock. Emptied arrays with their capacity kept, each collection's segment made in one,
+    /// so that collecting does not grow an array from nothing every time.
     @exclusivity(unchecked) private var spareArrays: [[Callback]] = []
     /// Guarded by: lock. Callbacks collected from the threads' lists since start.
     @exclusivity(unchecked) private(set) var queuedTotal: UInt64 = 0
@@ -167,10 +167,13 @@ final class Reclaimer: @unchecked Sendable {
     /// The reclaimer sleeps with nothing to do: the next queueing must wake it. Written under lock;
     /// read by queueing threads without it, after they have listed their callback.
     ///
-    /// Ordering: sequentially consistent. The reclaimer stores true and then collects every list, under
-    /// each list's lock; a queueing thread lists its callback under its list's lock and then loads this.
-    /// Either the reclaimer's collection finds the callback, or its store happens before the thread's
-    /// load (through the list's lock), which then sees true and wakes it.
+    /// Ordering: a store-load pair on each side, made asymmetric as RCU's read side is. The reclaimer
+    /// stores true, forces a full barrier on every thread (``GracePeriodEngine/fullBarrierOnAllThreads()``,
+    /// membarrier) and then collects every list; a queueing thread lists its callback, passes a
+    /// compiler barrier (a full fence where membarrier is unavailable) and then loads this. The barrier
+    /// falls on the queueing thread either before its listing, and the collection finds the callback,
+    /// or after it, and so before its load, which then sees true and wakes the reclaimer. The cost, a
+    /// membarrier, is paid only when the reclaimer goes idle.
     private let idle = Atomic<Bool>(false)
     /// Guarded by: lock. Someone waits for callbacks to run: stop gathering and start the grace period.
     @exclusivity(unchecked) private var expedite = false
@@ -201,11 +204,7 @@ final class Reclaimer: @unchecked Sendable {
     /// hand them over (where the bound is checked).
     var backlog: Int {
         lock.withLock {
-            lists.reduce(Int(queuedTotal - ranTotal)) { count, list in
-                list.lock.lockOrTrap()
-                defer { list.lock.unlockOrTrap() }
-                return count + list.callbacks.count
-            }
+            lists.reduce(Int(queuedTotal - ranTotal)) { $0 + $1.count }
         }
     }
 
@@ -228,10 +227,17 @@ final class Reclaimer: @unchecked Sendable {
         // Unretained: the thread's TLS slot holds the list as long as the thread runs.
         let list = ThreadCallbacks.current(registeringWith: self)
         let (count, hasReturned) = list._withUnsafeGuaranteedRef { ($0.append(callback), $0.hasReturned.load(ordering: .relaxed)) }
+        // The listing before the load of `idle` (see there): a compiler barrier that the reclaimer's
+        // membarrier makes a full one, or a fence where it cannot use membarrier.
+        if engine.usesFences {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+        } else {
+            ks_compiler_barrier()
+        }
         if hasReturned { runReturned(list.takeUnretainedValue()) }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
-        } else if idle.load(ordering: .sequentiallyConsistent) {
+        } else if idle.load(ordering: .relaxed) {
             lock.withLock { if idle.load(ordering: .relaxed) { wake(expediting: false) } }
         }
     }
@@ -365,9 +371,8 @@ final class Reclaimer: @unchecked Sendable {
     /// Moves `list`'s callbacks to the reclaimer's queue, first waiting for room when the backlog would
     /// exceed the bound (or admitting them above it, for a caller that must not wait).
     ///
-    /// Context: the thread that owns `list`. Takes lock, then the list's lock, the order every
-    /// collection takes them in, so that a callback is always either on its list or in the queue, where
-    /// a barrier finds it.
+    /// Context: the thread that owns `list`. Takes lock, under which every collection runs, so that a
+    /// callback is always either on its list or in the queue, where a barrier finds it.
     @inline(never)
     private func handOver(_ list: ThreadCallbacks) {
         lock.lockOrTrap()
@@ -408,19 +413,14 @@ final class Reclaimer: @unchecked Sendable {
         for list in lists { collect(list) }
     }
 
-    /// Moves `list`'s callbacks to the queue, in their order: the list's array becomes a segment and
-    /// the list gets a spare one. Context: lock held.
+    /// Moves `list`'s callbacks to the queue, in their order, into a spare array that becomes a segment.
+    /// Context: lock held.
     private func collect(_ list: ThreadCallbacks) {
-        var taken = spareArrays.popLast() ?? Reclaimer.freshList()
-        list.lock.lockOrTrap()
-        swap(&taken, &list.callbacks)
-        list.lock.unlockOrTrap()
-        if taken.isEmpty {
-            spareArrays.append(taken)
-            return
-        }
-        collectedCount += taken.count
-        queuedTotal += UInt64(taken.count)
+        guard list.count > 0 else { return }
+        var taken = spareArrays.popLast() ?? Reclaimer.freshSegment()
+        let count = list.moveAll(appendingTo: &taken)
+        collectedCount += count
+        queuedTotal += UInt64(count)
         segments.append(Segment(callbacks: taken, origin: list))
     }
 
@@ -526,6 +526,7 @@ final class Reclaimer: @unchecked Sendable {
                         && !hasQueueToTakeOver(all: expedite || RCU.offloadsCallbacks) {
                     // Published before the lists are looked at again (see ``idle``).
                     idle.store(true, ordering: .sequentiallyConsistent)
+                    engine.fullBarrierOnAllThreads()
                     collectLists()
                     if collectedCount > 0 { break }
                     if returningLists.isEmpty {
@@ -580,15 +581,34 @@ final class Reclaimer: @unchecked Sendable {
 ///
 /// Kernel analogue: a CPU's `rcu_data.cblist`, to which `call_rcu()` adds with interrupts off.
 ///
+/// A single-producer ring: the owning thread appends at ``head`` with plain stores, and whoever
+/// collects (the reclaimer, a barrier, the owner's own hand-over, always under ``Reclaimer/lock``, so one
+/// at a time) moves the callbacks out from ``tail``. Queueing takes no lock and makes no atomic
+/// read-modify-write: on x86 the release store and the acquire load are plain moves. (It was a mutex
+/// pair a queueing, a tenth of a remove-path cycle.)
+///
 /// Made and registered by the thread's first queueing, found through a C thread-local (one load), held
 /// by a pthread key whose destructor hands the callbacks over and unregisters the list when the thread
 /// exits.
 final class ThreadCallbacks: @unchecked Sendable {
-    /// Taken by the owning thread to queue, and by whoever collects (the reclaimer, a barrier, a
-    /// hand-over), always after ``Reclaimer/lock`` when both are held.
-    let lock = PthreadMutex()
-    /// Guarded by: lock.
-    @exclusivity(unchecked) var callbacks = Reclaimer.freshList()
+    /// The ring's size: the most callbacks a list holds before its thread hands it over
+    /// (``Reclaimer/handOffThreshold`` is at most this).
+    static let capacity = 256
+
+    /// The ring's slots; slot `i % capacity` holds the callback numbered `i`, for `tail ≤ i < head`.
+    /// Written by the owner between ``tail`` and its next ``head``; moved out by the collector below
+    /// the ``head`` it loaded.
+    private let slots = UnsafeMutablePointer<Reclaimer.Callback>.allocate(capacity: ThreadCallbacks.capacity)
+    /// How many callbacks the owner has ever listed. Written by the owner only.
+    ///
+    /// Ordering: release store after the slot is initialised, paired with the collector's acquire load:
+    /// a collector that sees the count sees the callback.
+    private let head = Atomic<Int>(0)
+    /// How many callbacks collectors have ever moved out. Written under ``Reclaimer/lock`` only.
+    ///
+    /// Ordering: release store after the slots are moved out, paired with the owner's acquire load
+    /// before it reuses them.
+    private let tail = Atomic<Int>(0)
 
     /// Guarded by: ``Reclaimer/lock``. Callbacks whose grace period has passed, handed back for this
     /// thread to run, in the order it queued them.
@@ -613,18 +633,38 @@ final class ThreadCallbacks: @unchecked Sendable {
     let hasReturned = Atomic<Bool>(false)
 
     deinit {
-        // The thread has exited and the reclaimer has forgotten the list: nobody can hold the lock.
-        lock.destroy()
+        // The thread has exited and its list was collected when it unregistered.
+        let left = head.load(ordering: .acquiring) - tail.load(ordering: .relaxed)
+        precondition(left == 0, "ThreadCallbacks: \(left) callbacks left on an exiting thread's list")
+        slots.deallocate()
     }
 
     /// Lists `callback`; returns how many the list holds now. Context: the owning thread.
     @inline(__always)
     func append(_ callback: consuming Reclaimer.Callback) -> Int {
-        lock.lockOrTrap()
-        callbacks.append(callback)
-        let count = callbacks.count
-        lock.unlockOrTrap()
-        return count
+        let listed = head.load(ordering: .relaxed)
+        let count = listed - tail.load(ordering: .acquiring)
+        precondition(count < ThreadCallbacks.capacity, "ThreadCallbacks: a thread's callback list overflowed (\(count) callbacks)")
+        (slots + listed % ThreadCallbacks.capacity).initialize(to: callback)
+        head.store(listed + 1, ordering: .releasing)
+        return count + 1
+    }
+
+    /// How many callbacks the list holds (a snapshot). Context: ``Reclaimer/lock`` held, or the owner.
+    var count: Int { head.load(ordering: .acquiring) - tail.load(ordering: .acquiring) }
+
+    /// Moves the listed callbacks to the end of `array`, in the order they were listed; returns how
+    /// many. Context: ``Reclaimer/lock`` held (the one collector at a time).
+    func moveAll(appendingTo array: inout [Reclaimer.Callback]) -> Int {
+        let first = tail.load(ordering: .relaxed)
+        let end = head.load(ordering: .acquiring)
+        guard end > first else { return 0 }
+        array.reserveCapacity(array.count + end - first)
+        for number in first..<end {
+            array.append((slots + number % ThreadCallbacks.capacity).move())
+        }
+        tail.store(end, ordering: .releasing)
+        return end - first
     }
 
     /// The calling thread's list, made and registered with `reclaimer` on first use. Unretained: the

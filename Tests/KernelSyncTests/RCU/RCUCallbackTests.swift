@@ -72,6 +72,21 @@ import Testing
         #expect(ran.value == 3)
     }
 
+    @Test func aLoneCallbackWakesAnIdleReclaimer() {
+        // One callback, far below the hand-over threshold, queued while the reclaimer sleeps with
+        // nothing to do: the queueing itself must wake it (no barrier, no hand-over comes to help).
+        for round in 0..<50 {
+            RCU.barrier()
+            usleep(2_000)
+            let ran = Flag()
+            RCU.call { ran.raise() }
+            guard eventually(within: 10, { ran.isRaised }) else {
+                Issue.record("round \(round): the callback never ran")
+                return
+            }
+        }
+    }
+
     @Test func eachThreadsCallbacksRunInTheOrderItQueuedThem() {
         let runs = Recorder<(thread: Int, index: Int)>()
         KernelThread.runAll(count: 3, name: "rcu-test-order") { thread in
