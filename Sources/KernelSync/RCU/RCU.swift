@@ -183,15 +183,18 @@ public enum RCU {
         retire(retained: Unmanaged.passRetained(object), file: file, line: line)
     }
 
-    /// ``retire(_:file:line:)`` of a reference the caller owns (+1) and hands over, without a retain.
-    static func retire<Object: AnyObject>(retained object: Unmanaged<Object>, file: StaticString, line: UInt) {
+    /// ``retire(_:file:line:)`` of a reference the caller owns (+1) and hands over, without a retain;
+    /// `dropsReturned` as in ``Reclaimer/enqueue(_:dropsReturned:)``.
+    static func retire<Object: AnyObject>(
+        retained object: Unmanaged<Object>, dropsReturned: Bool = true, file: StaticString, line: UInt
+    ) {
         let reference = RetiredObject.erase(object)
         if debugReclamation {
             reference._withUnsafeGuaranteedRef { object in
                 (object as? RCUProtected)?.markRetired(file: file, line: line)
             }
         }
-        Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)))
+        Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)), dropsReturned: dropsReturned)
     }
 
     /// Retires an element detached from an ``RCUList``, with the list's own reference: as

@@ -160,7 +160,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     @discardableResult
     public func delete(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         guard let detached = detach(element, holding: lock, file: file, line: line) else { return false }
-        RCU.retire(detached, file: file, line: line)
+        detached.retire(dropsReturned: false, file: file, line: line)
         return true
     }
 
@@ -246,7 +246,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         // publication.
         let unlinked = previous._withUnsafeGuaranteedRef { $0.next.exchange(RCUListElement.encode(new), ordering: .releasing) }
         if tail === old { tail = new }
-        RCU.retire(RCUDetached<Element>(unlinkedLink: unlinked), file: file, line: line)
+        RCUDetached<Element>(unlinkedLink: unlinked).retire(dropsReturned: false, file: file, line: line)
         return true
     }
 
@@ -367,12 +367,12 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         RCUDetached.drop(reference, detachedAt: detachedAt)
     }
 
-    /// Hands the list's reference to the reclaimer as a retire of the element. Context: as
-    /// ``RCU/retire(_:file:line:)``.
-    consuming func retire(file: StaticString, line: UInt) {
+    /// Hands the list's reference to the reclaimer as a retire of the element; `dropsReturned` as in
+    /// ``Reclaimer/enqueue(_:dropsReturned:)``. Context: as ``RCU/retire(_:file:line:)``.
+    consuming func retire(dropsReturned: Bool = true, file: StaticString, line: UInt) {
         let reference = reference
         discard self
-        RCU.retire(retained: reference, file: file, line: line)
+        RCU.retire(retained: reference, dropsReturned: dropsReturned, file: file, line: line)
     }
 
     deinit { RCUDetached.drop(reference, detachedAt: detachedAt) }

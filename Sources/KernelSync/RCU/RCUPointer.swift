@@ -77,7 +77,8 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         let previous = storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing)
         if let old = RCUPointer.decode(previous) {
-            RCU.retire(retained: old, file: file, line: line)
+            // Under the update lock: the objects handed back to this thread wait for a call outside it.
+            RCU.retire(retained: old, dropsReturned: false, file: file, line: line)
         }
     }
 

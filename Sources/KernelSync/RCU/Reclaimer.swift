@@ -95,9 +95,18 @@ final class Reclaimer: @unchecked Sendable {
 
     /// One list's callbacks, moved whole, and the thread's list they came from, whose queue they join
     /// once their grace period has passed.
+    ///
+    /// What the reclaimer needs to know of the callbacks is summed up by whoever collects them, while
+    /// their slots are in its cache: the reclaimer then never reads the callbacks of a segment it does
+    /// not run. (It read every one, and so pulled each array's cache lines to its core, from which the
+    /// queueing thread had to take them back to fill the array again: a cache miss per two callbacks.)
     struct Segment {
         var callbacks: [Callback]
         let origin: ThreadCallbacks
+        /// The latest grace period any of the callbacks waits for.
+        let latestTarget: UInt64
+        /// Whether any of them is a closure (``Callback/Action/run(_:)``), which only the reclaimer runs.
+        let holdsClosure: Bool
     }
 
     /// Callbacks in a thread's queue (``ThreadCallbacks/returned``). Only retired objects are dropped
@@ -211,7 +220,11 @@ final class Reclaimer: @unchecked Sendable {
     private static func handOffThreshold(maxBacklog: Int) -> Int { min(256, max(1, maxBacklog / 16)) }
 
     /// Queues `action` to run after a grace period, on the calling thread's list; hands the list over,
-    /// waiting for room when the backlog is full, once it holds ``handOffThreshold`` callbacks.
+    /// waiting for room when the backlog is full, once it holds ``handOffThreshold`` callbacks. With
+    /// `dropsReturned` (the default), first drops what was handed back to the thread (see
+    /// ``runReturned(_:)``); the update-side calls that hold the update lock by contract
+    /// (``RCUPointer/assign(_:holding:file:line:)``, ``RCUList`` deletions) pass false, so that a
+    /// critical section never grows by a batch of deinits that the next call outside it can run.
     ///
     /// With the validator on, a caller that could wait acquires and releases ``callbacksMap`` on every
     /// call, full backlog or not: holding a lock that a callback takes is reported as the deadlock it
@@ -221,7 +234,7 @@ final class Reclaimer: @unchecked Sendable {
     ///
     /// Context: may block when the backlog is full, except on the reclaimer thread, in a read section and
     /// in atomic context, where it is admitted above the bound.
-    func enqueue(_ action: consuming Callback.Action) {
+    func enqueue(_ action: consuming Callback.Action, dropsReturned: Bool = true) {
         if Lockdep.isValidating { recordPossibleWait() }
         let callback = Callback(target: engine.snapshot(), action: consume action)
         // Unretained: the thread's TLS slot holds the list as long as the thread runs.
@@ -234,7 +247,7 @@ final class Reclaimer: @unchecked Sendable {
         } else {
             ks_compiler_barrier()
         }
-        if hasReturned { runReturned(list.takeUnretainedValue()) }
+        if hasReturned && dropsReturned { runReturned(list.takeUnretainedValue()) }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
         } else if idle.load(ordering: .relaxed) {
@@ -324,11 +337,7 @@ final class Reclaimer: @unchecked Sendable {
             list.returnedSince = now
             returningLists.append(list)
         }
-        let holdsClosure = segment.callbacks.contains { callback in
-            if case .run = callback.action { return true }
-            return false
-        }
-        list.returned.append(ReturnedSegment(callbacks: segment.callbacks, ownerMayRun: !holdsClosure))
+        list.returned.append(ReturnedSegment(callbacks: segment.callbacks, ownerMayRun: !segment.holdsClosure))
         list.hasReturned.store(list.returned[0].ownerMayRun, ordering: .relaxed)
     }
 
@@ -418,10 +427,10 @@ final class Reclaimer: @unchecked Sendable {
     private func collect(_ list: ThreadCallbacks) {
         guard list.count > 0 else { return }
         var taken = spareArrays.popLast() ?? Reclaimer.freshSegment()
-        let count = list.moveAll(appendingTo: &taken)
-        collectedCount += count
-        queuedTotal += UInt64(count)
-        segments.append(Segment(callbacks: taken, origin: list))
+        let moved = list.moveAll(appendingTo: &taken)
+        collectedCount += moved.count
+        queuedTotal += UInt64(moved.count)
+        segments.append(Segment(callbacks: taken, origin: list, latestTarget: moved.latestTarget, holdsClosure: moved.holdsClosure))
     }
 
     /// Whether a hand-over of up to ``handOffThreshold`` callbacks would take the backlog above
@@ -552,9 +561,7 @@ final class Reclaimer: @unchecked Sendable {
                 if !taken.isEmpty { batchNumber += 1 }
                 // Callers snapshot their target before they list the callback, so queue order is not
                 // target order: the batch waits for the latest target of any of its callbacks.
-                let latest = taken.reduce(requestedTarget) { latest, segment in
-                    segment.callbacks.reduce(latest) { max($0, $1.target) }
-                }
+                let latest = taken.reduce(requestedTarget) { max($0, $1.latestTarget) }
                 return (taken, latest, runsAll)
             }
             engine.synchronize(until: target)
@@ -654,17 +661,24 @@ final class ThreadCallbacks: @unchecked Sendable {
     var count: Int { head.load(ordering: .acquiring) - tail.load(ordering: .acquiring) }
 
     /// Moves the listed callbacks to the end of `array`, in the order they were listed; returns how
-    /// many. Context: ``Reclaimer/lock`` held (the one collector at a time).
-    func moveAll(appendingTo array: inout [Reclaimer.Callback]) -> Int {
+    /// many, the latest grace period they wait for and whether one is a closure (for
+    /// ``Reclaimer/Segment``). Context: ``Reclaimer/lock`` held (the one collector at a time).
+    func moveAll(appendingTo array: inout [Reclaimer.Callback]) -> (count: Int, latestTarget: UInt64, holdsClosure: Bool) {
         let first = tail.load(ordering: .relaxed)
         let end = head.load(ordering: .acquiring)
-        guard end > first else { return 0 }
+        guard end > first else { return (0, 0, false) }
         array.reserveCapacity(array.count + end - first)
+        var latestTarget: UInt64 = 0
+        var holdsClosure = false
         for number in first..<end {
-            array.append((slots + number % ThreadCallbacks.capacity).move())
+            let callback = (slots + number % ThreadCallbacks.capacity).move()
+            // A thread's snapshots never go back, but the maximum costs no more than the last.
+            latestTarget = max(latestTarget, callback.target)
+            if case .run = callback.action { holdsClosure = true }
+            array.append(callback)
         }
         tail.store(end, ordering: .releasing)
-        return end - first
+        return (end - first, latestTarget, holdsClosure)
     }
 
     /// The calling thread's list, made and registered with `reclaimer` on first use. Unretained: the

@@ -85,6 +85,39 @@ extension RCUCallbackTests {
         caller.join()
     }
 
+    @Test func updatesUnderTheUpdateLockLeaveHandedBackObjectsForLater() {
+        // `RCUPointer.assign` and `RCUList.delete` run under the update lock by contract: dropping a
+        // batch of objects there would make every other updater wait for their deinits.
+        final class Entry: RCUListElement, @unchecked Sendable {}
+        let handedBack = Recorder<Bool>(), done = Flag(), droppedInside = Recorder<Bool>()
+        let lock = KernelMutex(name: "rcu-test-update-lock")
+        let pointer = RCUPointer<Entry>(Entry())
+        let list = RCUList<Entry>()
+        KernelThread(name: "rcu-test-update-under-lock") {
+            for round in 0..<20 {
+                for _ in 0..<3 { RCU.retire(Tracked(handedBack)) }
+                let callbacks = ThreadCallbacks.currentIfRegistered!
+                guard eventually(within: 5, { callbacks.hasReturned.load(ordering: .relaxed) }) else { continue }
+                let entry = Entry()
+                lock.withLock {
+                    let before = handedBack.values.filter { $0 }.count
+                    if round % 2 == 0 {
+                        pointer.assign(Entry(), holding: lock)
+                    } else {
+                        list.addTail(entry, holding: lock)
+                        list.delete(entry, holding: lock)
+                    }
+                    droppedInside.append(handedBack.values.filter { $0 }.count != before)
+                }
+            }
+            done.raise()
+        }.join()
+        RCU.barrier()
+        #expect(done.isRaised)
+        #expect(!droppedInside.values.isEmpty, "the retirer never saw its objects handed back")
+        #expect(!droppedInside.values.contains(true), "handed-back objects were dropped under the update lock")
+    }
+
     @Test func aClosureHandedBackRunsOnTheReclaimerNotOnTheQueueingThread() {
         // The closure waits for the thread that queued it: run there, at that thread's next retire,
         // it would wait for itself.
