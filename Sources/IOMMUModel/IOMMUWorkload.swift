@@ -5,8 +5,9 @@ import Synchronization
 /// one remove-path variant, optionally with RCU readers walking the groups' device lists.
 ///
 /// One cycle on thread t: add a device to group `(t + i) % groups` (``IOMMUSystem/addDevice(_:to:)``:
-/// a group_device with a fresh name, appended under the group mutex), then remove it
-/// (``IOMMUSystem/removeDevice(_:)``: unlink under the mutex, the empty-group check, the variant's free).
+/// a group_device with a fresh name, appended under the group mutex), then remove it from that group
+/// (``IOMMUSystem/removeDevice(_:from:)``: unlink under the mutex, the empty-group check, the variant's
+/// free).
 ///
 /// ```swift
 /// let result = IOMMUWorkload.run(variant: .deferredDisableRCU, threads: 2, groups: 4, cycles: 1_000_000)
@@ -77,16 +78,17 @@ public enum IOMMUWorkload {
             let share = cycles / threads + (thread < cycles % threads ? 1 : 0)
             let device = Device(name: "bench\(thread)", topology: -1)
             for cycle in 0..<share {
-                // Unretained, as the C peer indexes its array of groups: a retain here would write the
-                // group's reference count, which every writer shares, once more a cycle.
+                // Unretained, as the C peer indexes its array of groups, and handed to the removal as
+                // the C peer's remove_device(dev, group) has it: a retain would write the group's
+                // reference count, which every writer shares, twice more a cycle.
                 unretainedGroups[(thread + cycle) % unretainedGroups.count]._withUnsafeGuaranteedRef { group in
                     do {
                         try system.addDevice(device, to: group)
                     } catch {
                         preconditionFailure("IOMMUWorkload: addDevice failed with \(error); no fault is armed")
                     }
+                    system.removeDevice(device, from: group)
                 }
-                system.removeDevice(device)
             }
         }
         let elapsed = clock.now - start

@@ -16,10 +16,18 @@ extension IOMMUSystem {
         removeDevice(device, from: group)
     }
 
-    /// The body of ``removeDevice(_:)``, with the group as a borrowed parameter: the compiler then
-    /// loads `group.mutex` and `group.devices` without a retain and release around every use, which it
-    /// did when the group was a local it owned (eight reference-count operations a removal).
-    private func removeDevice(_ device: Device, from group: IOMMUGroup) {
+    /// ``removeDevice(_:)`` for a caller that has the device's group at hand, as the kernel's
+    /// `__iommu_group_remove_device()` has `dev->iommu_group`: the benchmark workload, whose writers
+    /// borrow their groups unretained (like the C peer's `remove_device(dev, group)`), so that the
+    /// group's reference count, which every writer shares, is not written twice more a removal. A
+    /// device whose group_device is not on `group`'s list is left alone.
+    ///
+    /// With the group as a borrowed parameter, the compiler also loads `group.mutex` and
+    /// `group.devices` without a retain and release around every use, which it did when the group was
+    /// a local it owned (eight reference-count operations a removal).
+    ///
+    /// Context: as ``removeDevice(_:)``.
+    func removeDevice(_ device: Device, from group: IOMMUGroup) {
         group.mutex.lock()
         guard let detached = group.detachGroupDevice(of: device) else {
             group.mutex.unlock()
