@@ -23,6 +23,6 @@ let gracePeriodsBefore = RCU.completedGracePeriods
 let result = IOMMUWorkload.run(variant: variant, threads: threads, groups: groups, cycles: cycles, readers: readers)
 let gracePeriods = RCU.completedGracePeriods - gracePeriodsBefore
 print(variant, threads, String(
-    format: "%.2f M cycles/s, %.2f M reader passes/s, %.2f grace periods per cycle",
+    format: "%.2f M cycles/s, %.2f M reader passes/s, %.0f grace periods/s",
     result.cyclesPerSecond / 1e6, Double(result.readerPasses) / result.seconds / 1e6,
-    Double(gracePeriods) / Double(cycles)))
+    Double(gracePeriods) / result.seconds))
