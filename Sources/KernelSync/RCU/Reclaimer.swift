@@ -15,8 +15,9 @@ import Synchronization
 /// Where callbacks run: as in the kernel, where a CPU invokes its own callbacks (in softirq) once
 /// their grace period has passed, each batch goes back to the threads that queued it: a thread's
 /// callbacks wait in one queue of its own (``ThreadCallbacks/returned``), in the order it queued them,
-/// and the thread drops its retired objects itself at its next ``enqueue(_:)`` made outside read
-/// sections and atomic context. They are then released on the core that allocated them and last
+/// and the thread drops its retired objects itself at its next ``enqueue(_:dropsReturned:)`` made
+/// outside read sections and atomic context (and not from an update that holds the update lock). They
+/// are then released on the core that allocated them and last
 /// touched them: their memory goes back to that thread's malloc cache, and the reference counts of the
 /// objects they point to (shared by every writer) are not moved to the reclaimer's core and back, once
 /// per object, as they are when one thread frees everything. Closures (`call_rcu`) run on the
@@ -128,7 +129,7 @@ final class Reclaimer: @unchecked Sendable {
     }
 
     /// The callbacks' pseudo-lock, "rcu_callbacks": held by the reclaimer while a batch runs, acquired and
-    /// released by each ``enqueue(_:)`` caller that could wait for room.
+    /// released by each ``enqueue(_:dropsReturned:)`` caller that could wait for room.
     let callbacksMap = LockdepMap(name: "rcu_callbacks")
 
     /// Adaptive (spins briefly before sleeping): every writer of a remove path takes it for a few
