@@ -108,6 +108,18 @@ static inline void ks_rcu_gp_ctr_store(unsigned long value) { __atomic_store_n(&
 /// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.
 static inline void ks_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }
 
+/// The kernel's `cpu_relax()`: a spin-wait hint (x86 `pause`, arm64 `yield`) that eases the pipeline and
+/// the sibling hyperthread while a thread spins on a lock word.
+static inline void ks_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    ks_compiler_barrier();
+#endif
+}
+
 /// membarrier(2) with MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED. Returns 0 on success, -errno on failure.
 int ks_membarrier_register_private_expedited(void);
 

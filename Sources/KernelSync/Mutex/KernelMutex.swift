@@ -20,7 +20,8 @@ import Glibc
 /// ```
 ///
 /// Backed by a default `pthread_mutex_t` at a fixed heap address; glibc records its owner, which the
-/// misuse checks read. Every mutex created at one
+/// misuse checks read. A thread that finds it held spins briefly before it sleeps, as the kernel's
+/// mutex spins while its owner runs (see ``PthreadMutex/lockSpinning()``). Every mutex created at one
 /// source line belongs to one ``LockClass``, the unit the validator reasons about; pass `class:` where
 /// that is wrong.
 ///
@@ -214,7 +215,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
                 kind: .mutex, trylock: false, file: file, line: line)
         }
         if mutex.ownerThreadID == ks_gettid() { recursiveLock(file: file, line: line) }
-        let rc = flags & Lockdep.statisticsFlag != 0 ? lockCountingContention() : mutex.lock()
+        let rc = flags & Lockdep.statisticsFlag != 0 ? lockCountingContention() : mutex.tryLock() == 0 ? 0 : mutex.lockSpinning()
         if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_lock", rc, file: file, line: line) }
     }
 
@@ -223,7 +224,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
         var rc = mutex.tryLock()
         if rc == EBUSY {
             let start = monotonicNanoseconds()
-            rc = mutex.lock()
+            rc = mutex.lockSpinning()
             guard rc == 0 else { return rc }
             acquiredAt = monotonicNanoseconds()
             lockClass.statistics.recordAcquisition(contended: true, waitNanoseconds: acquiredAt &- start)
@@ -238,7 +239,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     @usableFromInline @inline(never)
     func lockContended(file: StaticString, line: UInt) {
         if mutex.ownerThreadID == ks_gettid() { recursiveLock(file: file, line: line) }
-        let rc = mutex.lock()
+        let rc = mutex.lockSpinning()
         if rc != 0 { pthreadFailed("pthread_mutex_lock", rc, file: file, line: line) }
     }
 
