@@ -33,6 +33,10 @@ extension RCUCallbackTests {
 
     @Test func aThreadThatKeepsQueueingRunsItsOwnCallbacks() {
         RCU.barrier()
+        // The default, set here so that the test holds with KSYNC_RCU_NOCBS=1 in the environment too.
+        let offloading = RCU.offloadsCallbacks
+        RCU.offloadsCallbacks = false
+        defer { RCU.offloadsCallbacks = offloading }
         let handedBack = Recorder<Bool>()
         let retired = retireUntilOneIsHandedBack(handedBack, seconds: 10)
         RCU.barrier()
@@ -89,6 +93,9 @@ extension RCUCallbackTests {
         // `RCUPointer.assign` and `RCUList.delete` run under the update lock by contract: dropping a
         // batch of objects there would make every other updater wait for their deinits.
         final class Entry: RCUListElement, @unchecked Sendable {}
+        let offloading = RCU.offloadsCallbacks
+        RCU.offloadsCallbacks = false
+        defer { RCU.offloadsCallbacks = offloading }
         let handedBack = Recorder<Bool>(), done = Flag(), droppedInside = Recorder<Bool>()
         let lock = KernelMutex(name: "rcu-test-update-lock")
         let pointer = RCUPointer<Entry>(Entry())
