@@ -215,7 +215,12 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
                 kind: .mutex, trylock: false, file: file, line: line)
         }
         if mutex.ownerThreadID == ks_gettid() { recursiveLock(file: file, line: line) }
-        let rc = flags & Lockdep.statisticsFlag != 0 ? lockCountingContention() : mutex.tryLock() == 0 ? 0 : mutex.lockSpinning()
+        let rc: Int32
+        if flags & Lockdep.statisticsFlag != 0 {
+            rc = lockCountingContention()
+        } else {
+            rc = mutex.tryLock() == 0 ? 0 : mutex.lockSpinning()
+        }
         if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_lock", rc, file: file, line: line) }
     }
 

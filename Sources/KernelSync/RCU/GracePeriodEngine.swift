@@ -143,6 +143,18 @@ final class GracePeriodEngine: @unchecked Sendable {
         }
     }
 
+    /// liburcu `smp_mb_slave()`: the light side of ``fullBarrierOnAllThreads()``, for a thread whose
+    /// store must come before a later load unless that barrier falls between them: a compiler barrier
+    /// (membarrier makes it a full one when it runs), or a full fence where readers issue fences.
+    @inline(__always)
+    func barrierPairedWithFullBarrier() {
+        if usesFences {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+        } else {
+            ks_compiler_barrier()
+        }
+    }
+
     /// One grace period. Context: the caller set ``gpRunning``; no lock held.
     private func runGracePeriod() {
         let start = sequence.load(ordering: .relaxed)

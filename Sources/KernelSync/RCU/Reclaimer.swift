@@ -241,13 +241,9 @@ final class Reclaimer: @unchecked Sendable {
         // Unretained: the thread's TLS slot holds the list as long as the thread runs.
         let list = ThreadCallbacks.current(registeringWith: self)
         let (count, hasReturned) = list._withUnsafeGuaranteedRef { ($0.append(callback), $0.hasReturned.load(ordering: .relaxed)) }
-        // The listing before the load of `idle` (see there): a compiler barrier that the reclaimer's
-        // membarrier makes a full one, or a fence where it cannot use membarrier.
-        if engine.usesFences {
-            atomicMemoryFence(ordering: .sequentiallyConsistent)
-        } else {
-            ks_compiler_barrier()
-        }
+        // The listing before the load of `idle` (see there), paired with the reclaimer's
+        // fullBarrierOnAllThreads().
+        engine.barrierPairedWithFullBarrier()
         if hasReturned && dropsReturned { runReturned(list.takeUnretainedValue()) }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
@@ -427,11 +423,10 @@ final class Reclaimer: @unchecked Sendable {
     /// Context: lock held.
     private func collect(_ list: ThreadCallbacks) {
         guard list.count > 0 else { return }
-        var taken = spareArrays.popLast() ?? Reclaimer.freshSegment()
-        let moved = list.moveAll(appendingTo: &taken)
-        collectedCount += moved.count
-        queuedTotal += UInt64(moved.count)
-        segments.append(Segment(callbacks: taken, origin: list, latestTarget: moved.latestTarget, holdsClosure: moved.holdsClosure))
+        let segment = list.takeSegment(filling: spareArrays.popLast() ?? Reclaimer.freshSegment())
+        collectedCount += segment.callbacks.count
+        queuedTotal += UInt64(segment.callbacks.count)
+        segments.append(segment)
     }
 
     /// Whether a hand-over of up to ``handOffThreshold`` callbacks would take the backlog above
@@ -661,14 +656,13 @@ final class ThreadCallbacks: @unchecked Sendable {
     /// How many callbacks the list holds (a snapshot). Context: ``Reclaimer/lock`` held, or the owner.
     var count: Int { head.load(ordering: .acquiring) - tail.load(ordering: .acquiring) }
 
-    /// Moves the listed callbacks to the end of `array`, in the order they were listed; returns how
-    /// many, the latest grace period they wait for and whether one is a closure (for
-    /// ``Reclaimer/Segment``). Context: ``Reclaimer/lock`` held (the one collector at a time).
-    func moveAll(appendingTo array: inout [Reclaimer.Callback]) -> (count: Int, latestTarget: UInt64, holdsClosure: Bool) {
+    /// Moves the listed callbacks, in the order they were listed, into `array` (empty, kept for its
+    /// capacity), and returns them as a segment summed up while their slots are in the collector's
+    /// cache (see ``Reclaimer/Segment``). Context: ``Reclaimer/lock`` held (the one collector at a time).
+    func takeSegment(filling array: consuming [Reclaimer.Callback]) -> Reclaimer.Segment {
         let first = tail.load(ordering: .relaxed)
         let end = head.load(ordering: .acquiring)
-        guard end > first else { return (0, 0, false) }
-        array.reserveCapacity(array.count + end - first)
+        array.reserveCapacity(end - first)
         var latestTarget: UInt64 = 0
         var holdsClosure = false
         for number in first..<end {
@@ -679,7 +673,7 @@ final class ThreadCallbacks: @unchecked Sendable {
             array.append(callback)
         }
         tail.store(end, ordering: .releasing)
-        return (end - first, latestTarget, holdsClosure)
+        return Reclaimer.Segment(callbacks: array, origin: self, latestTarget: latestTarget, holdsClosure: holdsClosure)
     }
 
     /// The calling thread's list, made and registered with `reclaimer` on first use. Unretained: the
