@@ -9,7 +9,15 @@ public enum ProbeFault: String, CaseIterable, Sendable {
     /// The domain attach under `group->mutex`, after the group_device is on the list.
     case attachDomain
 
-    var bit: Int { 1 << (ProbeFault.allCases.firstIndex(of: self)!) }
+    /// The fault's bit in the injector's mask. A switch: every probe checks a fault, and a search of
+    /// `allCases` compared raw-value strings.
+    var bit: Int {
+        switch self {
+        case .initDevice: 1
+        case .allocGroupDevice: 2
+        case .attachDomain: 4
+        }
+    }
 
     var error: IOMMUError {
         switch self {
