@@ -88,10 +88,17 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// The sequence number at which a grace period that starts after this call will have completed
     /// (kernel `rcu_seq_snap()`): the next one when idle, the one after the current one otherwise.
     ///
-    /// Ordering: a full fence first, so the caller's updates (removals) come before the load of
-    /// ``sequence``; pairs with the leader's full barrier after it stores the odd value.
+    /// Ordering: the caller's updates (removals) must come before the load of ``sequence``, or the
+    /// snapshot could name a grace period whose reader scan misses a reader that saw them. The light
+    /// side of the asymmetric barrier does it (liburcu's `smp_mb_slave()`, as on the read side): every
+    /// grace period stores its odd value, fences, and issues ``fullBarrierOnAllThreads()`` before it
+    /// scans. If this load saw the even value, that barrier ran on this thread after the load, so after
+    /// the updates, which it made visible before the scan; if it saw the odd value, the snapshot names
+    /// the next grace period. Where readers use fences, this is a full fence, as the kernel's `smp_mb()`
+    /// in `get_state_synchronize_rcu()`. It was a full fence everywhere: three a probe+remove cycle.
+    @inline(__always)
     func snapshot() -> UInt64 {
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        barrierPairedWithFullBarrier()
         let current = sequence.load(ordering: .relaxed)
         return (current &+ 3) & ~1
     }
