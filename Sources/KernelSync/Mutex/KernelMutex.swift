@@ -147,7 +147,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Context: as ``lock(file:line:)``.
     @inlinable
-    public func withLock<R, E: Error>(
+    public func withLock<R: ~Copyable, E: Error>(
         file: StaticString = #fileID, line: UInt = #line, _ body: () throws(E) -> R
     ) throws(E) -> R {
         lock(file: file, line: line)

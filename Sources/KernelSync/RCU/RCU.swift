@@ -197,6 +197,38 @@ public enum RCU {
         Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)), dropsReturned: dropsReturned)
     }
 
+    /// ``retire(retained:dropsReturned:file:line:)`` of two references in one deferred action.
+    static func retire(
+        retained first: Unmanaged<AnyObject>, and second: Unmanaged<AnyObject>, dropsReturned: Bool = true,
+        file: StaticString, line: UInt
+    ) {
+        if debugReclamation {
+            for reference in [first, second] {
+                reference._withUnsafeGuaranteedRef { object in
+                    (object as? RCUProtected)?.markRetired(file: file, line: line)
+                }
+            }
+        }
+        Reclaimer.shared.enqueue(
+            .releasePair(RetiredObject(retained: first), RetiredObject(retained: second)), dropsReturned: dropsReturned)
+    }
+
+    /// Retires an element detached from an ``RCUList`` and the object a pointer replacement of the same
+    /// update handed back, in one deferred action: what ``retire(_:file:line:)`` of each does, for the
+    /// cost of one (one queued callback, one run). The IOMMU model's removal, for instance, unlinks the
+    /// group_device and clears `dev->iommu_group` under the group mutex, and both wait for the same
+    /// grace period.
+    ///
+    /// Kernel analogue: one `kfree_rcu()` where the kernel would embed both in one structure.
+    ///
+    /// Context: as ``call(_:)``.
+    public static func retire<Element, Other>(
+        _ detached: consuming RCUDetached<Element>, along replaced: consuming RCUReplaced<Other>,
+        file: StaticString = #fileID, line: UInt = #line
+    ) {
+        detached.retire(along: replaced, file: file, line: line)
+    }
+
     /// Retires an element detached from an ``RCUList``, with the list's own reference: as
     /// ``retire(_:file:line:)`` of the element, in one deferred action.
     ///

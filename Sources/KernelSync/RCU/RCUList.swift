@@ -367,6 +367,18 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         RCUDetached.drop(reference, detachedAt: detachedAt)
     }
 
+    /// Hands the list's reference and `replaced`'s to the reclaimer as one retire of both (one retire of
+    /// the element when `replaced` holds nothing). Context: as ``RCU/retire(_:file:line:)``.
+    consuming func retire<Other>(along replaced: consuming RCUReplaced<Other>, file: StaticString, line: UInt) {
+        let reference = reference
+        discard self
+        if let other = replaced.take() {
+            RCU.retire(retained: RetiredObject.erase(reference), and: RetiredObject.erase(other), file: file, line: line)
+        } else {
+            RCU.retire(retained: reference, file: file, line: line)
+        }
+    }
+
     /// Hands the list's reference to the reclaimer as a retire of the element; `dropsReturned` as in
     /// ``Reclaimer/enqueue(_:dropsReturned:)``. Context: as ``RCU/retire(_:file:line:)``.
     consuming func retire(dropsReturned: Bool = true, file: StaticString, line: UInt) {

@@ -74,12 +74,34 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     /// Context: `lock` held (the update-side lock that serialises writers); otherwise reported. May sleep
     /// when the reclamation backlog is full (see ``RCU/call(_:)``).
     public func assign(_ new: __shared T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
-        checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
-        let previous = storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing)
-        if let old = RCUPointer.decode(previous) {
+        if let old = exchange(new, holding: lock, what: "rcu_assign_pointer()", file: file, line: line) {
             // Under the update lock: the objects handed back to this thread wait for a call outside it.
             RCU.retire(retained: old, dropsReturned: false, file: file, line: line)
         }
+    }
+
+    /// Publishes `new` and hands the previous object back to the caller, with the pointer's reference to
+    /// it, as a token that frees it through RCU: after a ``RCU/synchronize(file:line:)`` the caller can
+    /// drop it at once (``RCUReplaced/free(file:line:)``), and a removal that also detaches a list
+    /// element can retire both in one deferred action (``RCU/retire(_:along:file:line:)``).
+    ///
+    /// Kernel analogue: `rcu_replace_pointer()`.
+    ///
+    /// Context: as ``assign(_:holding:file:line:)``.
+    public func replace(
+        with new: __shared T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line
+    ) -> RCUReplaced<T> {
+        RCUReplaced(previous: exchange(new, holding: lock, what: "rcu_replace_pointer()", file: file, line: line))
+    }
+
+    /// Stores `new` (retained) for the updater who holds `lock`, and returns the previous object's
+    /// reference (+1), which the caller must retire.
+    @inline(__always)
+    private func exchange(
+        _ new: __shared T?, holding lock: KernelMutex, what: StaticString, file: StaticString, line: UInt
+    ) -> Unmanaged<T>? {
+        checkHeld(lock, what: what, file: file, line: line)
+        return RCUPointer.decode(storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing))
     }
 
     @inline(__always)

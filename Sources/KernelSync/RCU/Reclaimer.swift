@@ -62,6 +62,9 @@ final class Reclaimer: @unchecked Sendable {
             /// A reference a data structure held (an ``RCUList`` link to an unlinked element): dropped
             /// like a release, but never poisoned — the element's own retire decides when it is freed.
             case drop(RetiredObject)
+            /// Two retired objects of one update, released together (``RCU/retire(_:along:file:line:)``):
+            /// no larger than a closure, so no callback grows.
+            case releasePair(RetiredObject, RetiredObject)
         }
         let target: UInt64
         let action: Action
@@ -77,6 +80,13 @@ final class Reclaimer: @unchecked Sendable {
                 retired.dropReference()
             case .drop(let retired):
                 retired.dropReference()
+            case .releasePair(let first, let second):
+                if debugReclamation {
+                    first.reclaim()
+                    second.reclaim()
+                }
+                first.dropReference()
+                second.dropReference()
             }
         }
     }

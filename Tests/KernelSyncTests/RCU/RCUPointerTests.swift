@@ -47,6 +47,112 @@ import Testing
         #expect(first.isPoisoned)
     }
 
+    /// A pointer to a fresh object that nothing else references, and a weak reference to watch it.
+    private func pointerToFreshVersion(_ number: Int) -> (RCUPointer<Version>, () -> Version?) {
+        let version = Version(number)
+        weak let watched = version
+        return (RCUPointer<Version>(version), { watched })
+    }
+
+    /// Runs `body` while a reader that loaded `pointer` is still inside its read section (it keeps no
+    /// reference of its own), then lets the reader leave.
+    private func whileAReaderStandsOn(_ pointer: RCUPointer<Version>, _ body: () -> Void) {
+        let loaded = Flag()
+        let leave = Flag()
+        let reader = KernelThread(name: "rcu-test-pointer-replace-reader") {
+            RCU.withReadLock {
+                if pointer.dereference() != nil { loaded.raise() }
+                leave.wait()
+            }
+        }
+        loaded.wait()
+        body()
+        leave.raise()
+        reader.join()
+    }
+
+    @Test func replaceHandsBackThePreviousObjectAndItsFreeWaitsForTheReaders() {
+        let (pointer, watched) = pointerToFreshVersion(1)
+        let lock = KernelMutex(name: "rcu-test-pointer-replace-free")
+        whileAReaderStandsOn(pointer) {
+            let replaced = lock.withLock { pointer.replace(with: Version(2), holding: lock) }
+            #expect(replaced.object?.number == 1)
+            replaced.free()
+            #expect(watched() != nil, "no grace period since the replacement: the free is deferred")
+        }
+        RCU.barrier()
+        #expect(watched() == nil, "dropped after the grace period")
+        #expect(lock.withLock { pointer.dereferenceProtected(holding: lock)?.number } == 2)
+    }
+
+    @Test func anUnconsumedReplacementIsRetiredNotDropped() {
+        let (pointer, watched) = pointerToFreshVersion(1)
+        let lock = KernelMutex(name: "rcu-test-pointer-replace-drop")
+        whileAReaderStandsOn(pointer) {
+            lock.withLock { _ = pointer.replace(with: nil, holding: lock) }
+            #expect(watched() != nil, "alive while a reader that loaded it is inside its section")
+        }
+        RCU.barrier()
+        #expect(watched() == nil)
+    }
+
+    @Test func freeAfterSynchronizeDropsThePointersReferenceAtOnce() {
+        let (pointer, watched) = pointerToFreshVersion(1)
+        let lock = KernelMutex(name: "rcu-test-pointer-replace-sync")
+        let replaced = lock.withLock { pointer.replace(with: nil, holding: lock) }
+        RCU.synchronize()
+        replaced.free()
+        #expect(watched() == nil, "a grace period had passed: no deferral")
+    }
+
+    final class Member: RCUListElement, @unchecked Sendable {}
+
+    @Test func aDetachedElementAndAReplacedObjectAreRetiredTogether() {
+        let (pointer, watched) = pointerToFreshVersion(1)
+        let lock = KernelMutex(name: "rcu-test-pointer-replace-along")
+        let list = RCUList<Member>()
+        weak var watchedMember: Member?
+        do {
+            let member = Member()
+            watchedMember = member
+            lock.withLock { list.addTail(member, holding: lock) }
+        }
+        whileAReaderStandsOn(pointer) {
+            lock.withLock {
+                let member = list.first(holding: lock) { _ in true }!
+                guard let detached = list.detach(member, holding: lock) else {
+                    Issue.record("the member is listed")
+                    return
+                }
+                RCU.retire(detached, along: pointer.replace(with: nil, holding: lock))
+            }
+            #expect(watched() != nil && watchedMember != nil, "both wait for the reader's section")
+        }
+        RCU.barrier()
+        // (With debug reclamation on, which another test may have set, the member, an RCUProtected
+        // object, is poisoned and quarantined rather than dropped.)
+        #expect(watched() == nil && (watchedMember == nil || watchedMember?.isPoisoned == true),
+                "both dropped after the grace period")
+    }
+
+    @Test func aDetachedElementAndAReplacedObjectRetiredTogetherAreBothPoisoned() {
+        RCU.debugReclamation = true
+        final class Node: RCUProtected, @unchecked Sendable {}
+        let first = Node()
+        let pointer = RCUPointer<Node>(first)
+        let lock = KernelMutex(name: "rcu-test-pointer-replace-poison")
+        let list = RCUList<Member>()
+        let member = Member()
+        lock.withLock {
+            list.addTail(member, holding: lock)
+            if let detached = list.detach(member, holding: lock) {
+                RCU.retire(detached, along: pointer.replace(with: Node(), holding: lock))
+            }
+        }
+        RCU.barrier()
+        #expect(first.isPoisoned && member.isPoisoned)
+    }
+
     @Test func dereferenceOutsideAReadSectionIsReported() {
         let pointer = RCUPointer<Version>(Version(1))
         let line: UInt = #line; _ = pointer.dereference(line: line)
