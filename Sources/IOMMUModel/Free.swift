@@ -22,17 +22,22 @@ extension IOMMUSystem {
         RCU.retire(gdev)
     }
 
-    /// ``freeGroupDevice(_:in:)`` of a group_device the caller detached from its group's list: the
-    /// retire goes with the list's reference (one deferred action, not two), and the free after
-    /// deferredDisable's grace period drops it at once.
+    /// ``freeGroupDevice(_:in:)`` of a group_device the caller detached from its group's list, with
+    /// the device's pointer to the group that the same removal cleared (``unbindGroup(_:_:)``): one
+    /// deferred action retires the list's reference to the group_device and the pointer's to the group
+    /// (not one each, nor one more for the group_device itself), and the free after deferredDisable's
+    /// grace period drops both at once.
     ///
     /// Context: as ``freeGroupDevice(_:in:)``.
-    func freeGroupDevice(_ detached: consuming RCUDetached<GroupDevice>, in group: IOMMUGroup) {
+    func freeGroupDevice(
+        _ detached: consuming RCUDetached<GroupDevice>, in group: IOMMUGroup, unbound: consuming RCUReplaced<IOMMUGroup>
+    ) {
         guard detached.withElement({ quiesceForFree($0, in: group) }) else { return }
         if freesWithoutRCU {
             detached.free()
+            unbound.free()
         } else {
-            RCU.retire(detached)
+            RCU.retire(detached, along: unbound)
         }
     }
 

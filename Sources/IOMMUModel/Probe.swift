@@ -57,7 +57,7 @@ extension IOMMUSystem {
             toFree = gdev
         }
         // err_put_group:
-        deinitDevice(device, group)
+        _ = deinitDevice(device, group)
         if variant.freesUnderMutex, let gdev = toFree {
             freeGroupDevice(gdev, in: group)
             toFree = nil
@@ -83,20 +83,32 @@ extension IOMMUSystem {
     }
 
     /// Undoes ``initDevice(_:)``: unbinds the device from its group (the caller puts the reference).
-    /// The last device to leave takes the group's domains with it.
+    /// The last device to leave takes the group's domains with it. Returns the device's pointer to the
+    /// group, unpublished, for the caller to free through RCU (see ``unbindGroup(_:_:)``).
     ///
     /// Kernel analogue: `iommu_deinit_device()`.
     ///
     /// Context: `group->mutex` held.
-    func deinitDevice(_ device: Device, _ group: IOMMUGroup) {
+    func deinitDevice(_ device: Device, _ group: IOMMUGroup) -> RCUReplaced<IOMMUGroup> {
         group.mutex.assertHeld()
         if group.devices.isEmpty(holding: group.mutex) {
             group.defaultDomain = nil
             group.blockingDomain = nil
             group.domain = nil
         }
-        device.groupPointer.assign(nil, holding: group.mutex)
+        let unbound = unbindGroup(device, group)
         device.hasIOMMU.store(false, ordering: .relaxed)
+        return unbound
+    }
+
+    /// Clears `dev->iommu_group`. The report path may have loaded it under RCU, so the pointer's
+    /// reference to the group comes back as a token for the caller to free through RCU: the removal
+    /// retires it with the group_device, in one deferred action (``RCU/retire(_:along:file:line:)``),
+    /// or frees it after deferredDisable's grace period; dropping the token retires it.
+    ///
+    /// Context: `group->mutex` held.
+    func unbindGroup(_ device: Device, _ group: IOMMUGroup) -> RCUReplaced<IOMMUGroup> {
+        device.groupPointer.replace(with: nil, holding: group.mutex)
     }
 
     /// Allocates the group_device of `device`, with its sysfs links and its trace event; on failure

@@ -40,17 +40,13 @@ extension IOMMUSystem {
             }
         }
         assertEmptyGroupOwnership(group)
-        if device.hasIOMMU.load(ordering: .relaxed) {
-            deinitDevice(device, group)
-        } else {
-            device.groupPointer.assign(nil, holding: group.mutex)
-        }
+        let unbound = device.hasIOMMU.load(ordering: .relaxed) ? deinitDevice(device, group) : unbindGroup(device, group)
         if variant.freesUnderMutex {
-            freeGroupDevice(detached, in: group)
+            freeGroupDevice(detached, in: group, unbound: unbound)
             group.mutex.unlock()
         } else {
             group.mutex.unlock()
-            freeGroupDevice(detached, in: group)
+            freeGroupDevice(detached, in: group, unbound: unbound)
         }
         counters.removals.increment()
         // Pairs with the get in iommu_init_device() or iommu_group_add_device().
