@@ -11,9 +11,12 @@ import Benchmark
 import IOMMUModel
 import KernelSync
 
-/// Percent by which a run's p90 may exceed the checked-in threshold: this machine's run-to-run noise
-/// on one thread (2 cores shared with builds) is about ±30%, so only a clear regression fails.
-let allowedRegression = 60.0
+/// Percent by which a run's p90 may exceed the checked-in threshold. One thread's iterations are
+/// bimodal (those that include a batch of in-place drops take about twice as long), and which mode the
+/// p90 lands in varies from run to run: on 2026-12-03 one run in five of unchanged code gave
+/// freeUnderMutex 646 µs against its 389 µs threshold (+66%, which failed at the 60% allowed then).
+/// A regression of the kind the guard exists for (twice as slow or worse) still fails.
+let allowedRegression = 100.0
 /// The same for two threads, whose runs are bimodal on two cores (the writers and the reclaimer thread
 /// share them, and back-to-back runs differed by 90%): a regression of the kind the guard exists for
 /// (several times slower) still fails.
