@@ -24,8 +24,6 @@ public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
     /// system shares its class (``IOMMULockClasses/groupMutex``). Taken after
     /// `iommu_probe_device_lock`, never before it.
     public let mutex: KernelMutex
-    /// `group->devices`: readers traverse it under RCU; updates hold ``mutex``.
-    public let devices = RCUList<GroupDevice>()
     /// `group->owner_cnt`: how many users claimed DMA ownership of the group.
     ///
     /// Guarded by: mutex.
@@ -55,6 +53,12 @@ public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
     /// Set by the deferred free, a grace period after the release. Ordering: release/acquire; a reader
     /// that finds it set reached the group after its free.
     private let freedFlag = Atomic<Bool>(false)
+    /// Keeps ``devices``, which every reader loads on every traversal, off the lines of the object's
+    /// header (its reference count, which the group_devices' and `dev->iommu_group`'s retains and
+    /// releases write) and of ``references`` (the kref, written twice a removal).
+    private let readerLineGap = CacheLinePadding()
+    /// `group->devices`: readers traverse it under RCU; updates hold ``mutex``.
+    public let devices = RCUList<GroupDevice>()
 
     /// `iommu_group_alloc()`. Context: the system's group-table lock held, or the group not yet visible.
     init(system: IOMMUSystem, id: Int, topology: Int) {
