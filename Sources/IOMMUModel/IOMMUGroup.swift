@@ -14,6 +14,10 @@ import Synchronization
 /// what makes their access exclusive (ThreadSanitizer checks that in the sanitizer runs), and the check
 /// would cost a thread-local lookup on every access of the hot remove path.
 public final class IOMMUGroup: @unchecked Sendable, CustomStringConvertible {
+    /// Keeps the fields below (the mutex and list pointers every removal loads) off the line of the
+    /// object's reference count, which the group_devices' and `dev->iommu_group`'s retains and releases
+    /// write, on whichever writer's core (see ``IOMMUSystem``'s gap).
+    private let headerLineGap = CacheLinePadding()
     /// The group's number, as in /sys/kernel/iommu_groups/<id>.
     public let id: Int
     /// The hardware topology the group stands for (its key in the system's group table).
