@@ -38,7 +38,6 @@ import Testing
 
     @Test func assignRetiresTheOldValueThroughAGracePeriod() {
         RCU.debugReclamation = true
-        final class Node: RCUProtected, @unchecked Sendable {}
         let first = Node()
         let pointer = RCUPointer<Node>(first)
         let lock = KernelMutex(name: "rcu-test-pointer-retire")
@@ -106,6 +105,8 @@ import Testing
     }
 
     final class Member: RCUListElement, @unchecked Sendable {}
+    /// An object debug reclamation poisons when it is retired.
+    final class Node: RCUProtected, @unchecked Sendable {}
 
     @Test func aDetachedElementAndAReplacedObjectAreRetiredTogether() {
         let (pointer, watched) = pointerToFreshVersion(1)
@@ -137,7 +138,6 @@ import Testing
 
     @Test func aDetachedElementAndAReplacedObjectRetiredTogetherAreBothPoisoned() {
         RCU.debugReclamation = true
-        final class Node: RCUProtected, @unchecked Sendable {}
         let first = Node()
         let pointer = RCUPointer<Node>(first)
         let lock = KernelMutex(name: "rcu-test-pointer-replace-poison")
