@@ -82,7 +82,7 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
 
     /// Publishes `new` and hands the previous object back to the caller, with the pointer's reference to
     /// it, as a token that frees it through RCU: after a ``RCU/synchronize(file:line:)`` the caller can
-    /// drop it at once (``RCUReplaced/free(file:line:)``), and a removal that also detaches a list
+    /// drop it at once (``RCUReplaced/free()``), and a removal that also detaches a list
     /// element can retire both in one deferred action (``RCU/retire(_:along:file:line:)``).
     ///
     /// Kernel analogue: `rcu_replace_pointer()`.

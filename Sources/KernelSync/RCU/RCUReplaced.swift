@@ -2,7 +2,7 @@
 /// reference to it: a reader that loaded the pointer before the replacement may still be using the
 /// object, so that reference must not be dropped before a grace period.
 ///
-/// Consume it with ``free(file:line:)`` (the `kfree()` after `synchronize_rcu()`), ``retire(file:line:)``
+/// Consume it with ``free()`` (the `kfree()` after `synchronize_rcu()`), ``retire(file:line:)``
 /// (`kfree_rcu()`), or ``RCU/retire(_:along:file:line:)`` together with an element detached in the
 /// same update; dropping it unconsumed retires it, so it is never released early.
 ///
