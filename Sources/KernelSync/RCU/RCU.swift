@@ -189,28 +189,37 @@ public enum RCU {
         retained object: Unmanaged<Object>, dropsReturned: Bool = true, file: StaticString, line: UInt
     ) {
         let reference = RetiredObject.erase(object)
-        if debugReclamation {
-            reference._withUnsafeGuaranteedRef { object in
-                (object as? RCUProtected)?.markRetired(file: file, line: line)
-            }
-        }
+        if debugReclamation { markRetired(reference, file: file, line: line) }
         Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)), dropsReturned: dropsReturned)
     }
 
     /// ``retire(retained:dropsReturned:file:line:)`` of two references in one deferred action.
     static func retire(
-        retained first: Unmanaged<AnyObject>, and second: Unmanaged<AnyObject>, dropsReturned: Bool = true,
-        file: StaticString, line: UInt
+        retained first: Unmanaged<AnyObject>, and second: Unmanaged<AnyObject>, file: StaticString, line: UInt
     ) {
         if debugReclamation {
-            for reference in [first, second] {
-                reference._withUnsafeGuaranteedRef { object in
-                    (object as? RCUProtected)?.markRetired(file: file, line: line)
-                }
-            }
+            markRetired(first, file: file, line: line)
+            markRetired(second, file: file, line: line)
         }
-        Reclaimer.shared.enqueue(
-            .releasePair(RetiredObject(retained: first), RetiredObject(retained: second)), dropsReturned: dropsReturned)
+        Reclaimer.shared.enqueue(.releasePair(RetiredObject(retained: first), RetiredObject(retained: second)))
+    }
+
+    /// Records where an ``RCUProtected`` object was retired, for debug reclamation's reports.
+    private static func markRetired(_ reference: Unmanaged<AnyObject>, file: StaticString, line: UInt) {
+        reference._withUnsafeGuaranteedRef { object in
+            (object as? RCUProtected)?.markRetired(file: file, line: line)
+        }
+    }
+
+    /// Drops a reference (+1) that readers may have reached until `cookie` was taken, without poisoning
+    /// its object: at once if that grace period has elapsed, otherwise after it. The `free()` of
+    /// ``RCUDetached`` and ``RCUReplaced``.
+    static func drop<Object: AnyObject>(retained reference: Unmanaged<Object>, after cookie: GracePeriodCookie) {
+        if poll(cookie) {
+            reference.release()
+        } else {
+            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)))
+        }
     }
 
     /// Retires an element detached from an ``RCUList`` and the object a pointer replacement of the same
@@ -380,5 +389,11 @@ struct RetiredObject: @unchecked Sendable {
     /// Drops the reference. Context: the reclaimer, once per retired object.
     func dropReference() {
         reference.release()
+    }
+
+    /// The end of a retire: ``reclaim()`` with debug reclamation on, then ``dropReference()``.
+    func release(debugReclamation: Bool) {
+        if debugReclamation { reclaim() }
+        dropReference()
     }
 }

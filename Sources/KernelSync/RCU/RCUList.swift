@@ -369,7 +369,7 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         let reference = reference
         let detachedAt = detachedAt
         discard self
-        RCUDetached.drop(reference, detachedAt: detachedAt)
+        RCU.drop(retained: reference, after: detachedAt)
     }
 
     /// Hands the list's reference and `replaced`'s to the reclaimer as one retire of both (one retire of
@@ -392,13 +392,5 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         RCU.retire(retained: reference, dropsReturned: dropsReturned, file: file, line: line)
     }
 
-    deinit { RCUDetached.drop(reference, detachedAt: detachedAt) }
-
-    private static func drop(_ reference: Unmanaged<Element>, detachedAt: GracePeriodCookie) {
-        if RCU.poll(detachedAt) {
-            reference.release()
-        } else {
-            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)))
-        }
-    }
+    deinit { RCU.drop(retained: reference, after: detachedAt) }
 }

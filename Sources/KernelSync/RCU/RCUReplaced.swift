@@ -34,11 +34,7 @@ public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     public consuming func free() {
         let replacedAt = replacedAt
         guard let reference = take() else { return }
-        if RCU.poll(replacedAt) {
-            reference.release()
-        } else {
-            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)))
-        }
+        RCU.drop(retained: reference, after: replacedAt)
     }
 
     /// Retires the previous object: its reference is dropped (and with debug reclamation an

@@ -76,17 +76,12 @@ final class Reclaimer: @unchecked Sendable {
             case .run(let body):
                 body()
             case .release(let retired):
-                if debugReclamation { retired.reclaim() }
-                retired.dropReference()
+                retired.release(debugReclamation: debugReclamation)
             case .drop(let retired):
                 retired.dropReference()
             case .releasePair(let first, let second):
-                if debugReclamation {
-                    first.reclaim()
-                    second.reclaim()
-                }
-                first.dropReference()
-                second.dropReference()
+                first.release(debugReclamation: debugReclamation)
+                second.release(debugReclamation: debugReclamation)
             }
         }
     }
