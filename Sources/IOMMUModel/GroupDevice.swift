@@ -47,13 +47,15 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
         self.device = device
         self.name = name
         self.group = group
-        let system = group.system
-        // The closure captures one reference and nothing else, so it needs no context allocation. The
-        // work finds its group_device through the item's context, which the first report links (a weak
-        // reference made at allocation would give every group_device a side table, and send all its
-        // retains and releases down the runtime's slow path).
-        brokenWork = WorkItem(name: "gdev->broken_work", class: system.lockClasses.brokenWork) { item in
-            system.brokenWorkFunction(item)
+        // The closure captures one reference and nothing else, so it needs no context allocation. It
+        // captures the group, not the system: the group's header line is this thread's already (the
+        // retain for `self.group` just wrote it), while the system's is shared by every writer, and a
+        // retain of it here and a release at the drop moved that line between the writers' cores twice
+        // a cycle. The work finds its group_device through the item's context, which the first report
+        // links (a weak reference made at allocation would give every group_device a side table, and
+        // send all its retains and releases down the runtime's slow path).
+        brokenWork = WorkItem(name: "gdev->broken_work", class: group.system.lockClasses.brokenWork) { [group] item in
+            group.system.brokenWorkFunction(item)
         }
         super.init()
     }
