@@ -113,6 +113,9 @@ final class Reclaimer: @unchecked Sendable {
         let latestTarget: UInt64
         /// Whether any of them is a closure (``Callback/Action/run(_:)``), which only the reclaimer runs.
         let holdsClosure: Bool
+        /// The number of its first callback in the order of collection (``queuedTotal`` before it was
+        /// collected): what ``waitForQueued()`` compares its target with.
+        let first: UInt64
     }
 
     /// Callbacks in a thread's queue (``ThreadCallbacks/returned``). Only retired objects are dropped
@@ -123,6 +126,8 @@ final class Reclaimer: @unchecked Sendable {
         var callbacks: [Callback]
         /// The segment holds no closure: the queueing thread may run it.
         let ownerMayRun: Bool
+        /// ``Segment/first``: the segment is in ``unfinished`` under this number until it has run.
+        let first: UInt64
     }
 
     /// An array for a segment, with room for a hand-over's worth, so that it is not regrown from one
@@ -157,6 +162,11 @@ final class Reclaimer: @unchecked Sendable {
     @exclusivity(unchecked) private(set) var queuedTotal: UInt64 = 0
     /// Guarded by: lock. Callbacks run since start; each thread's run in the order it queued them.
     @exclusivity(unchecked) private(set) var ranTotal: UInt64 = 0
+    /// Guarded by: lock. The first numbers (``Segment/first``) of the segments collected and not yet
+    /// run. A barrier waits until none is below its target: counting is not enough, since segments
+    /// finish out of order (a thread running its own queue, while the reclaimer runs later callbacks of
+    /// other threads, which would otherwise make up the count).
+    @exclusivity(unchecked) private var unfinished: Set<UInt64> = []
     /// Guarded by: lock. A grace period that ``RCU/startPoll()`` asked for.
     @exclusivity(unchecked) private var requestedTarget: UInt64 = 0
     /// Guarded by: lock.
@@ -266,7 +276,7 @@ final class Reclaimer: @unchecked Sendable {
     @inline(never)
     private func runReturned(_ list: ThreadCallbacks) {
         guard callerMayWait else { return }
-        var segments: [[Callback]] = lock.withLock {
+        var segments: [ReturnedSegment] = lock.withLock {
             guard !list.reclaimerIsRunning else { return [] }
             let taken = takeReturned(list, ownerOnly: true)
             list.ownerIsRunning = !taken.isEmpty
@@ -285,9 +295,9 @@ final class Reclaimer: @unchecked Sendable {
     /// Takes `list`'s queue of callbacks to run, in order: all of it, or with `ownerOnly` the part
     /// before the first segment only the reclaimer runs. Context: lock held; the caller is the queue's
     /// one runner now.
-    private func takeReturned(_ list: ThreadCallbacks, ownerOnly: Bool) -> [[Callback]] {
+    private func takeReturned(_ list: ThreadCallbacks, ownerOnly: Bool) -> [ReturnedSegment] {
         let count = ownerOnly ? list.returned.firstIndex { !$0.ownerMayRun } ?? list.returned.count : list.returned.count
-        let taken = list.returned[..<count].map(\.callbacks)
+        let taken = Array(list.returned[..<count])
         list.returned.removeFirst(count)
         if let head = list.returned.first {
             if count > 0 { list.returnedSince = monotonicNanoseconds() }
@@ -304,18 +314,19 @@ final class Reclaimer: @unchecked Sendable {
     /// waiter waits for their deinits too. Returns how many ran.
     ///
     /// Context: the reclaimer, or the thread that queued them; no library lock held.
-    private func perform(_ segments: inout [[Callback]]) -> UInt64 {
+    private func perform(_ segments: inout [ReturnedSegment]) -> UInt64 {
         var ran: UInt64 = 0
         let validating = Lockdep.isValidating
         if validating { callbacksMap.acquire() }
         let debugReclamation = RCU.debugReclamation
         for index in segments.indices {
             // Through the buffer, so that no callback is copied (and its object retained) to run it.
-            segments[index].withUnsafeBufferPointer { callbacks in
+            segments[index].callbacks.withUnsafeBufferPointer { callbacks in
                 for index in callbacks.indices { callbacks[index].perform(debugReclamation: debugReclamation) }
             }
-            ran += UInt64(segments[index].count)
-            segments[index].removeAll(keepingCapacity: segments[index].capacity <= 4 * Reclaimer.batchSize)
+            ran += UInt64(segments[index].callbacks.count)
+            let keepsCapacity = segments[index].callbacks.capacity <= 4 * Reclaimer.batchSize
+            segments[index].callbacks.removeAll(keepingCapacity: keepsCapacity)
         }
         if validating { callbacksMap.releaseRecorded() }
         return ran
@@ -323,9 +334,10 @@ final class Reclaimer: @unchecked Sendable {
 
     /// Counts `ran` callbacks as run, keeps the emptied arrays for the lists, and wakes whoever waits
     /// for callbacks. Context: lock held.
-    private func finishRunning(_ emptied: [[Callback]], ran: UInt64) {
-        for array in emptied where spareArrays.count < Reclaimer.maxSpareArrays {
-            spareArrays.append(array)
+    private func finishRunning(_ emptied: [ReturnedSegment], ran: UInt64) {
+        for segment in emptied {
+            unfinished.remove(segment.first)
+            if spareArrays.count < Reclaimer.maxSpareArrays { spareArrays.append(segment.callbacks) }
         }
         ranTotal += ran
         progress.broadcast()
@@ -339,7 +351,7 @@ final class Reclaimer: @unchecked Sendable {
             list.returnedSince = now
             returningLists.append(list)
         }
-        list.returned.append(ReturnedSegment(callbacks: segment.callbacks, ownerMayRun: !segment.holdsClosure))
+        list.returned.append(ReturnedSegment(callbacks: segment.callbacks, ownerMayRun: !segment.holdsClosure, first: segment.first))
         list.hasReturned.store(list.returned[0].ownerMayRun, ordering: .relaxed)
     }
 
@@ -355,10 +367,10 @@ final class Reclaimer: @unchecked Sendable {
 
     /// Takes the queues that the reclaimer runs itself now (``reclaimerTakesOver(_:all:now:)``) and
     /// marks it their runner. Context: lock held.
-    private func takeOverReturned(all: Bool) -> (lists: [ThreadCallbacks], segments: [[Callback]]) {
+    private func takeOverReturned(all: Bool) -> (lists: [ThreadCallbacks], segments: [ReturnedSegment]) {
         let now = monotonicNanoseconds()
         let lists = returningLists.filter { reclaimerTakesOver($0, all: all, now: now) }
-        var segments: [[Callback]] = []
+        var segments: [ReturnedSegment] = []
         for list in lists {
             list.reclaimerIsRunning = true
             segments += takeReturned(list, ownerOnly: false)
@@ -375,8 +387,12 @@ final class Reclaimer: @unchecked Sendable {
     /// When the reclaimer should look at the queues again: when the oldest that no thread is running
     /// could be taken over, or a patience from now if every one is being run. Context: lock held.
     private var nextTakeOverDeadline: UInt64 {
-        let oldest = returningLists.lazy.filter { !$0.ownerIsRunning }.map(\.returnedSince).min()
-        return max(oldest ?? 0, monotonicNanoseconds()) + Reclaimer.returnPatienceNanoseconds
+        let now = monotonicNanoseconds()
+        guard let oldest = returningLists.lazy.filter({ !$0.ownerIsRunning }).map(\.returnedSince).min() else {
+            return now + Reclaimer.returnPatienceNanoseconds
+        }
+        // Not in the past: a queue that could be taken over now would not have let the reclaimer wait.
+        return max(oldest + Reclaimer.returnPatienceNanoseconds, now)
     }
 
     /// Moves `list`'s callbacks to the reclaimer's queue, first waiting for room when the backlog would
@@ -428,7 +444,8 @@ final class Reclaimer: @unchecked Sendable {
     /// Context: lock held.
     private func collect(_ list: ThreadCallbacks) {
         guard list.count > 0 else { return }
-        let segment = list.takeSegment(filling: spareArrays.popLast() ?? Reclaimer.freshSegment())
+        let segment = list.takeSegment(filling: spareArrays.popLast() ?? Reclaimer.freshSegment(), first: queuedTotal)
+        unfinished.insert(segment.first)
         collectedCount += segment.callbacks.count
         queuedTotal += UInt64(segment.callbacks.count)
         segments.append(segment)
@@ -479,14 +496,15 @@ final class Reclaimer: @unchecked Sendable {
         }
     }
 
-    /// Waits until every callback queued before the call has run.
+    /// Waits until every callback queued before the call has run: every segment numbered below the
+    /// collection's end, wherever it runs (``unfinished``).
     ///
     /// Context: may block; not on the reclaimer thread, not in a read section (callers check).
     func waitForQueued() {
         lock.withLock {
             collectLists()
             let target = queuedTotal
-            while ranTotal < target {
+            while unfinished.contains(where: { $0 < target }) {
                 wake(expediting: true)
                 progress.wait(lock)
             }
@@ -568,7 +586,7 @@ final class Reclaimer: @unchecked Sendable {
             engine.synchronize(until: target)
             // The batch joins its threads' queues, behind what they hold already; then the queues the
             // reclaimer runs itself are taken whole, so each thread's callbacks run in its order.
-            var (lists, runs) = lock.withLock { () -> ([ThreadCallbacks], [[Callback]]) in
+            var (lists, runs) = lock.withLock { () -> ([ThreadCallbacks], [ReturnedSegment]) in
                 let now = monotonicNanoseconds()
                 for segment in batch { handBack(segment, now: now) }
                 // The queues hold the only copies now: running a callback empties its array in place.
@@ -662,15 +680,16 @@ final class ThreadCallbacks: @unchecked Sendable {
     var count: Int { head.load(ordering: .acquiring) - tail.load(ordering: .acquiring) }
 
     /// Moves the listed callbacks, in the order they were listed, into `array` (empty, kept for its
-    /// capacity), and returns them as a segment summed up while their slots are in the collector's
-    /// cache (see ``Reclaimer/Segment``). Context: ``Reclaimer/lock`` held (the one collector at a time).
-    func takeSegment(filling array: consuming [Reclaimer.Callback]) -> Reclaimer.Segment {
-        let first = tail.load(ordering: .relaxed)
+    /// capacity), and returns them as a segment numbered `first` (``Reclaimer/Segment/first``), summed
+    /// up while their slots are in the collector's cache (see ``Reclaimer/Segment``).
+    /// Context: ``Reclaimer/lock`` held (the one collector at a time).
+    func takeSegment(filling array: consuming [Reclaimer.Callback], first: UInt64) -> Reclaimer.Segment {
+        let oldest = tail.load(ordering: .relaxed)
         let end = head.load(ordering: .acquiring)
-        array.reserveCapacity(end - first)
+        array.reserveCapacity(end - oldest)
         var latestTarget: UInt64 = 0
         var holdsClosure = false
-        for number in first..<end {
+        for number in oldest..<end {
             let callback = (slots + number % ThreadCallbacks.capacity).move()
             // A thread's snapshots never go back, but the maximum costs no more than the last.
             latestTarget = max(latestTarget, callback.target)
@@ -678,7 +697,7 @@ final class ThreadCallbacks: @unchecked Sendable {
             array.append(callback)
         }
         tail.store(end, ordering: .releasing)
-        return Reclaimer.Segment(callbacks: array, origin: self, latestTarget: latestTarget, holdsClosure: holdsClosure)
+        return Reclaimer.Segment(callbacks: array, origin: self, latestTarget: latestTarget, holdsClosure: holdsClosure, first: first)
     }
 
     /// The calling thread's list, made and registered with `reclaimer` on first use. Unretained: the
