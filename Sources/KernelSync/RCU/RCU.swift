@@ -213,12 +213,15 @@ public enum RCU {
 
     /// Drops a reference (+1) that readers may have reached until `cookie` was taken, without poisoning
     /// its object: at once if that grace period has elapsed, otherwise after it. The `free()` of
-    /// ``RCUDetached`` and ``RCUReplaced``.
-    static func drop<Object: AnyObject>(retained reference: Unmanaged<Object>, after cookie: GracePeriodCookie) {
+    /// ``RCUDetached`` and ``RCUReplaced``; `dropsReturned` as in ``Reclaimer/enqueue(_:dropsReturned:)``
+    /// (false under the update lock).
+    static func drop<Object: AnyObject>(
+        retained reference: Unmanaged<Object>, after cookie: GracePeriodCookie, dropsReturned: Bool = true
+    ) {
         if poll(cookie) {
             reference.release()
         } else {
-            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)))
+            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)), dropsReturned: dropsReturned)
         }
     }
 

@@ -182,7 +182,8 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     @discardableResult
     public func unlink(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         guard let detached = detach(element, holding: lock, file: file, line: line) else { return false }
-        detached.free()
+        // Under the update lock: what was handed back to this thread waits for a later call.
+        detached.free(dropsReturned: false)
         return true
     }
 
@@ -366,10 +367,15 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     ///
     /// Kernel analogue: the `kfree()` after `synchronize_rcu()`.
     public consuming func free() {
+        free(dropsReturned: true)
+    }
+
+    /// ``free()``; `dropsReturned` as in ``Reclaimer/enqueue(_:dropsReturned:)``.
+    consuming func free(dropsReturned: Bool) {
         let reference = reference
         let detachedAt = detachedAt
         discard self
-        RCU.drop(retained: reference, after: detachedAt)
+        RCU.drop(retained: reference, after: detachedAt, dropsReturned: dropsReturned)
     }
 
     /// Hands the list's reference and `replaced`'s to the reclaimer as one retire of both (one retire of
@@ -392,5 +398,6 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         RCU.retire(retained: reference, dropsReturned: dropsReturned, file: file, line: line)
     }
 
-    deinit { RCU.drop(retained: reference, after: detachedAt) }
+    // Perhaps under the update lock: what was handed back to this thread waits for a later call.
+    deinit { RCU.drop(retained: reference, after: detachedAt, dropsReturned: false) }
 }

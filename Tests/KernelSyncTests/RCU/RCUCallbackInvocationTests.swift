@@ -89,8 +89,64 @@ extension RCUCallbackTests {
         caller.join()
     }
 
+    /// An object whose deinit, when it runs among its thread's handed-back callbacks, takes a while.
+    final class SlowToDrop: Sendable {
+        let started: Flag, finished: Flag, elsewhere: Flag
+        init(started: Flag, finished: Flag, elsewhere: Flag) {
+            self.started = started
+            self.finished = finished
+            self.elsewhere = elsewhere
+        }
+        deinit {
+            guard ThreadCallbacks.currentIfRegistered?.ownerIsRunning == true else { return elsewhere.raise() }
+            started.raise()
+            usleep(300_000)
+            finished.raise()
+        }
+    }
+
+    @Test func barrierWaitsForACallbackItsThreadIsRunningWhileLaterOnesRunElsewhere() {
+        // The barrier's callbacks are numbered: had it counted them, the closures another thread
+        // queues after it (run on the reclaimer) would have made up for the deinit still running.
+        RCU.barrier()
+        let offloading = RCU.offloadsCallbacks
+        RCU.offloadsCallbacks = false
+        defer { RCU.offloadsCallbacks = offloading }
+        // Tries until the slow object is dropped by its own thread (not, say, by the quarantine of a
+        // debug-reclamation test running beside this suite).
+        let deadline = monotonicNanoseconds() + 20_000_000_000
+        while monotonicNanoseconds() < deadline {
+            let started = Flag(), finished = Flag(), elsewhere = Flag()
+            let retirer = KernelThread(name: "rcu-test-slow-drop") {
+                RCU.retire(SlowToDrop(started: started, finished: finished, elsewhere: elsewhere))
+                while !started.isRaised && !elsewhere.isRaised {
+                    RCU.retire(Tracked(Recorder<Bool>()))
+                    usleep(20)
+                }
+            }
+            #expect(eventually { started.isRaised || elsewhere.isRaised })
+            guard started.isRaised else {
+                retirer.join()
+                continue
+            }
+            let stop = Flag()
+            let caller = KernelThread(name: "rcu-test-later-calls") {
+                usleep(20_000)
+                while !stop.isRaised { RCU.call {} }
+            }
+            RCU.barrier()
+            #expect(finished.isRaised, "rcu_barrier returned while a callback queued before it was running")
+            stop.raise()
+            caller.join()
+            retirer.join()
+            RCU.barrier()
+            return
+        }
+        Issue.record("no slow object was dropped by its own thread in 20 s of tries")
+    }
+
     @Test func updatesUnderTheUpdateLockLeaveHandedBackObjectsForLater() {
-        // `RCUPointer.assign` and `RCUList.delete` run under the update lock by contract: dropping a
+        // `RCUPointer.assign`, `RCUList.delete` and `unlink` run under the update lock by contract: dropping a
         // batch of objects there would make every other updater wait for their deinits.
         final class Entry: RCUListElement, @unchecked Sendable {}
         let offloading = RCU.offloadsCallbacks
@@ -108,11 +164,15 @@ extension RCUCallbackTests {
                 let entry = Entry()
                 lock.withLock {
                     let before = handedBack.values.filter { $0 }.count
-                    if round % 2 == 0 {
+                    switch round % 3 {
+                    case 0:
                         pointer.assign(Entry(), holding: lock)
-                    } else {
+                    case 1:
                         list.addTail(entry, holding: lock)
                         list.delete(entry, holding: lock)
+                    default:
+                        list.addTail(entry, holding: lock)
+                        list.unlink(entry, holding: lock)
                     }
                     droppedInside.append(handedBack.values.filter { $0 }.count != before)
                 }
