@@ -107,7 +107,11 @@ final class WorkItemCore: @unchecked Sendable {
                 }
             }
         }
-        if let withdrawn { settle(withdrawn) }
+        if let withdrawn {
+            settle(withdrawn)
+            // A flush waiting for the withdrawn instance is done.
+            changed.broadcast()
+        }
         if let refusal = outcome.refusal { queue.reportRefusal(refusal, item: self, site: "\(file):\(line)") }
         return withdrawn != nil
     }
@@ -130,6 +134,7 @@ final class WorkItemCore: @unchecked Sendable {
         var claim = lock.withLock { state.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch) }
         if case .waitForRunningElsewhere = claim {
             claim = claimAfterRunElsewhere(entry, on: queue, runner: runner)
+            if case .stale = claim { changed.broadcast() }
         }
         switch claim {
         case .run: break
@@ -140,7 +145,13 @@ final class WorkItemCore: @unchecked Sendable {
         }
         while true {
             queue.run(self, owner: owner)
-            let finish = lock.withLock { state.finish(runner: runner) }
+            var withdrawn: State.Withdrawal?
+            let finish = lock.withLock { () -> State.FinishAction in
+                // An instance handed off to this worker is not on the lists a destroy takes back.
+                if state.handOffTicket != nil && queue.withdrawsHeldInstance(of: name) { withdrawn = state.cancel() }
+                return state.finish(runner: runner)
+            }
+            if let withdrawn { settle(withdrawn) }
             changed.broadcast()
             switch finish {
             case .idle(let retired):
@@ -324,10 +335,11 @@ final class WorkItemCore: @unchecked Sendable {
 
     // MARK: Private
 
-    /// Waits until the item no longer runs from another queue, then claims `entry` again. With the
-    /// validator on, first records that `queue`'s worker waits for the item (the queue's pseudo-lock,
-    /// then the item's), so a function that waits for `queue` from the other queue is reported, not a
-    /// silent hang.
+    /// Waits until the item no longer runs from another queue, then claims `entry` again; when `queue`
+    /// is being destroyed meanwhile, withdraws the instance instead (``WorkItemState/ClaimAction/stale``;
+    /// the caller wakes the item's waiters). With the validator on, first records that `queue`'s worker
+    /// waits for the item (the queue's pseudo-lock, then the item's), so a function that waits for
+    /// `queue` from the other queue is reported, not a silent hang.
     ///
     /// Context: a worker thread of `queue`, no KernelSync lock held; blocks.
     private func claimAfterRunElsewhere(_ entry: WorkEntry, on queue: Workqueue, runner: Int32) -> State.ClaimAction {
@@ -342,6 +354,11 @@ final class WorkItemCore: @unchecked Sendable {
                 let claim = state.claim(sequence: entry.sequence, runner: runner, ticket: entry.epoch)
                 guard case .waitForRunningElsewhere = claim else { return claim }
                 changed.wait(lock)
+                if state.pending?.sequence == entry.sequence && state.handOffTicket == nil
+                    && queue.withdrawsHeldInstance(of: name) {
+                    _ = state.abandon(sequence: entry.sequence)
+                    return .stale
+                }
             }
         }
     }

@@ -39,6 +39,10 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         var drainDepth = 0
         /// Set by ``destroy(file:line:)``; queueing is refused from then on.
         var destroying = false
+        /// Items whose pending instance a worker withdrew after ``destroying`` was set: one handed off
+        /// to it, or one it waited for while the item ran from another queue, neither on the lists that
+        /// ``destroy(file:line:)`` takes back. Reported by ``destroy(file:line:)`` with the others.
+        var withdrawnByWorkers: [String] = []
         /// Tells the workers and the timer thread to return.
         var stopping = false
         /// Kernel thread ids of the workers (chained queueing while draining).
@@ -217,12 +221,15 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         for entry in taken.delayed where entry.item.abandon(sequence: entry.sequence) {
             withdrawn.append(entry.item.name + " (delayed)")
         }
-        if !withdrawn.isEmpty {
-            Lockdep.emit(WorkqueueReports.destroyedWithPendingWork(queue: self, items: withdrawn, site: "\(file):\(line)"))
-        }
+        // The workers withdraw the instances a worker holds (handed off, or waiting for a run on
+        // another queue) by the time their tickets retire, so all are known once nothing is outstanding.
         lock.withLock {
             while !state.pointee.outstanding.isEmpty { retired.wait(lock) }
             state.pointee.stopping = true
+            withdrawn += state.pointee.withdrawnByWorkers
+        }
+        if !withdrawn.isEmpty {
+            Lockdep.emit(WorkqueueReports.destroyedWithPendingWork(queue: self, items: withdrawn, site: "\(file):\(line)"))
         }
         workAvailable.broadcast()
         timerChanged.broadcast()
@@ -264,6 +271,18 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Whether `thread` (a kernel thread id) is one of the queue's workers.
+    /// Whether the queue is being destroyed, in which case a worker withdraws the pending instance of
+    /// `item` it holds instead of running it: records the item for ``destroy(file:line:)``'s report.
+    ///
+    /// Context: a worker of this queue, holding the item's lock (lock order item → queue).
+    func withdrawsHeldInstance(of item: @autoclosure () -> String) -> Bool {
+        lock.withLock {
+            guard state.pointee.destroying else { return false }
+            state.pointee.withdrawnByWorkers.append(item())
+            return true
+        }
+    }
+
     func isWorker(_ thread: Int32) -> Bool {
         lock.withLock { state.pointee.workerThreadIDs.contains(thread) }
     }

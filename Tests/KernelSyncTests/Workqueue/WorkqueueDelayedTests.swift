@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import KernelSync
 
@@ -24,6 +25,28 @@ import Testing
         #expect(item.cancelSync())
         queue.destroy()
         #expect(runs.value == 1)
+    }
+
+    @Test func aFlushWaitingForAnInstanceThatModifyDelayReplacesReturns() {
+        // mod_delayed_work withdraws the instance the flush waits for: the flush is done, whenever its
+        // replacement runs (an hour from now).
+        let release = Flag()
+        let queue = blockedQueue("wq-flush-then-modify", release: release)
+        let item = WorkItem(name: "flush-then-modify") { _ in }
+        #expect(queue.queue(item))
+        let flushed = Flag()
+        let flusher = KernelThread(name: "wq-flusher") {
+            item.flush()
+            flushed.raise()
+        }
+        #expect(eventually { "\(item)".contains("pending") })
+        usleep(20_000)
+        #expect(queue.modifyDelay(of: item, to: .seconds(3600)))
+        release.raise()
+        #expect(eventually(within: 5) { flushed.isRaised }, "the flush still waits: \(item)")
+        #expect(item.cancelSync())
+        flusher.join()
+        queue.destroy()
     }
 
     @Test func cancelSyncOfADelayedItemRemovesItsTimer() {

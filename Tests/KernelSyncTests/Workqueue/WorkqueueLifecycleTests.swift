@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import KernelSync
 
@@ -64,6 +65,57 @@ import Testing
         #expect(reports.map(\.kind) == [.workqueueDestroyedWithPendingWork])
         #expect(reports.first?.text.contains("destroy-pending") == true)
         raiser.join()
+    }
+
+    @Test func destroyWithdrawsAnInstanceHandedOffToTheWorkerThatRunsTheItem() {
+        // With two workers, the second takes the item's new instance off the list and leaves it to the
+        // worker running the item: destroy does not find it on the list, and it still must not run.
+        let queue = Workqueue(name: "wq-destroy-handed-off", maxActive: 2)
+        let started = Flag(), release = Flag()
+        let runs = Counter()
+        let item = WorkItem(name: "destroy-handed-off") { _ in
+            if runs.increment() == 1 {
+                started.raise()
+                release.wait()
+            }
+        }
+        #expect(queue.queue(item))
+        started.wait()
+        #expect(queue.queue(item))
+        #expect(eventually { "\(item)".contains("handed off") })
+        let raiser = raiseSoon(release)
+        queue.destroy()
+        raiser.join()
+        #expect(runs.value == 1, "the handed-off instance ran after destroy began")
+        #expect(!item.isPending)
+        let reports = Lockdep.reports(involving: queue.lockClass)
+        #expect(reports.map(\.kind) == [.workqueueDestroyedWithPendingWork])
+        #expect(reports.first?.text.contains("destroy-handed-off") == true)
+    }
+
+    @Test func destroyWithdrawsAnInstanceWaitingForItsRunOnAnotherQueue() {
+        // The item runs from `other`; `queue`'s worker holds its new instance until that run ends.
+        let other = Workqueue(name: "wq-destroy-elsewhere-other")
+        let queue = Workqueue(name: "wq-destroy-elsewhere")
+        let started = Flag(), release = Flag()
+        let runs = Counter()
+        let item = WorkItem(name: "destroy-elsewhere") { _ in
+            if runs.increment() == 1 {
+                started.raise()
+                release.wait()
+            }
+        }
+        #expect(other.queue(item))
+        started.wait()
+        #expect(queue.queue(item))
+        usleep(20_000)
+        let raiser = raiseSoon(release)
+        queue.destroy()
+        raiser.join()
+        other.destroy()
+        #expect(runs.value == 1, "the instance queued before destroy ran after destroy began")
+        #expect(!item.isPending)
+        #expect(Lockdep.reports(involving: queue.lockClass).map(\.kind) == [.workqueueDestroyedWithPendingWork])
     }
 
     @Test func queueingOnADestroyedQueueIsRefusedAndReported() {
