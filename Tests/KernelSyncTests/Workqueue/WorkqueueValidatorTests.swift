@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import KernelSync
 
@@ -116,6 +117,38 @@ import Testing
         #expect(Lockdep.reports(involving: queue.lockClass).map(\.kind) == [.recursiveLocking])
         #expect(!behind.isPending)
         queue.destroy()
+    }
+
+    @Test func aFunctionThatFlushesAQueueWhoseWorkerWaitedForItIsReported() {
+        // The item runs from `first` while queued on `second`: second's worker waits for that run to
+        // end (second, then the item), and the instance is cancelled before it runs there. A later
+        // run from `first` that flushes `second` (the item, then second) closes the cycle that hangs
+        // when the two coincide: reported, though no run waited for anything.
+        let first = Workqueue(name: "wq-cross-first")
+        let second = Workqueue(name: "wq-cross-second")
+        let started = Flag(), release = Flag(), flushesSecond = Flag()
+        let item = WorkItem(name: "wq-cross-item") { _ in
+            if flushesSecond.isRaised {
+                second.flush()
+            } else if !started.isRaised {
+                started.raise()
+                release.wait()
+            }
+        }
+        #expect(first.queue(item))
+        started.wait()
+        #expect(second.queue(item))
+        usleep(20_000)
+        #expect(item.cancel(), "second's worker holds the instance, still pending")
+        release.raise()
+        second.flush()
+        #expect(Lockdep.reports(involving: second.lockClass).isEmpty)
+        flushesSecond.raise()
+        #expect(first.queue(item))
+        first.flush()
+        #expect(Lockdep.reports(involving: second.lockClass).map(\.kind) == [.circularDependency])
+        first.destroy()
+        second.destroy()
     }
 
     @Test func itemsGivenAnExplicitClassShareItsDependencies() {
