@@ -67,18 +67,23 @@ import Testing
         raiser.join()
     }
 
-    @Test func destroyWithdrawsAnInstanceHandedOffToTheWorkerThatRunsTheItem() {
-        // With two workers, the second takes the item's new instance off the list and leaves it to the
-        // worker running the item: destroy does not find it on the list, and it still must not run.
-        let queue = Workqueue(name: "wq-destroy-handed-off", maxActive: 2)
-        let started = Flag(), release = Flag()
-        let runs = Counter()
-        let item = WorkItem(name: "destroy-handed-off") { _ in
+    /// An item whose first run waits for `release` (raising `started` first); later runs return at once.
+    private func itemBlockingItsFirstRun(name: String) -> (WorkItem, started: Flag, release: Flag, runs: Counter) {
+        let started = Flag(), release = Flag(), runs = Counter()
+        let item = WorkItem(name: name) { _ in
             if runs.increment() == 1 {
                 started.raise()
                 release.wait()
             }
         }
+        return (item, started, release, runs)
+    }
+
+    @Test func destroyWithdrawsAnInstanceHandedOffToTheWorkerThatRunsTheItem() {
+        // With two workers, the second takes the item's new instance off the list and leaves it to the
+        // worker running the item: destroy does not find it on the list, and it still must not run.
+        let queue = Workqueue(name: "wq-destroy-handed-off", maxActive: 2)
+        let (item, started, release, runs) = itemBlockingItsFirstRun(name: "destroy-handed-off")
         #expect(queue.queue(item))
         started.wait()
         #expect(queue.queue(item))
@@ -97,14 +102,7 @@ import Testing
         // The item runs from `other`; `queue`'s worker holds its new instance until that run ends.
         let other = Workqueue(name: "wq-destroy-elsewhere-other")
         let queue = Workqueue(name: "wq-destroy-elsewhere")
-        let started = Flag(), release = Flag()
-        let runs = Counter()
-        let item = WorkItem(name: "destroy-elsewhere") { _ in
-            if runs.increment() == 1 {
-                started.raise()
-                release.wait()
-            }
-        }
+        let (item, started, release, runs) = itemBlockingItsFirstRun(name: "destroy-elsewhere")
         #expect(other.queue(item))
         started.wait()
         #expect(queue.queue(item))
