@@ -107,11 +107,7 @@ final class WorkItemCore: @unchecked Sendable {
                 }
             }
         }
-        if let withdrawn {
-            settle(withdrawn)
-            // A flush waiting for the withdrawn instance is done.
-            changed.broadcast()
-        }
+        if let withdrawn { settle(withdrawn) }
         if let refusal = outcome.refusal { queue.reportRefusal(refusal, item: self, site: "\(file):\(line)") }
         return withdrawn != nil
     }
@@ -169,7 +165,6 @@ final class WorkItemCore: @unchecked Sendable {
         let withdrawn = lock.withLock { state.cancel() }
         guard let withdrawn else { return false }
         settle(withdrawn)
-        changed.broadcast()
         return true
     }
 
@@ -208,11 +203,9 @@ final class WorkItemCore: @unchecked Sendable {
         case .done(let withdrawn):
             guard let withdrawn else { return false }
             settle(withdrawn)
-            changed.broadcast()
             return true
         case .wait(let withdrawn):
             if let withdrawn { settle(withdrawn) }
-            changed.broadcast()
             lock.withLock {
                 while state.isRunning { changed.wait(lock) }
                 if !disabling { state.endCancelSync() }
@@ -227,7 +220,6 @@ final class WorkItemCore: @unchecked Sendable {
         reportSelfFlush(call: syncCallName(handle, disabling: disabling), site: "\(file):\(line)")
         let withdrawn = lock.withLock { disabling ? state.disable() : state.cancel() }
         if let withdrawn { settle(withdrawn) }
-        changed.broadcast()
         return withdrawn != nil
     }
 
@@ -291,7 +283,6 @@ final class WorkItemCore: @unchecked Sendable {
         let withdrawn = lock.withLock { state.disable() }
         guard let withdrawn else { return false }
         settle(withdrawn)
-        changed.broadcast()
         return true
     }
 
@@ -321,7 +312,6 @@ final class WorkItemCore: @unchecked Sendable {
         }
         guard let (withdrawn, description) = released else { return }
         settle(withdrawn)
-        changed.broadcast()
         Lockdep.emit(WorkqueueReports.releasedWhilePending(item: self, name: name, state: description))
     }
 
@@ -365,7 +355,8 @@ final class WorkItemCore: @unchecked Sendable {
 
     /// Tells the queue of a withdrawn instance: a delayed entry leaves the timer list; a claim handed
     /// off to the running worker retires. A ready entry stays listed and retires when a worker finds
-    /// it stale.
+    /// it stale. Then wakes the item's waiters: a flush waiting for the instance is done, a worker
+    /// waiting to claim it finds it stale. Every withdrawal goes through here.
     ///
     /// Context: the item lock is not held.
     private func settle(_ withdrawn: State.Withdrawal) {
@@ -375,6 +366,7 @@ final class WorkItemCore: @unchecked Sendable {
         } else {
             queue.removeDelayed(item: self, sequence: withdrawn.instance.sequence)
         }
+        changed.broadcast()
     }
 
     private func reportSelfFlush(call: String, site: String) {

@@ -270,7 +270,6 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         return outcome
     }
 
-    /// Whether `thread` (a kernel thread id) is one of the queue's workers.
     /// Whether the queue is being destroyed, in which case a worker withdraws the pending instance of
     /// `item` it holds instead of running it: records the item for ``destroy(file:line:)``'s report.
     ///
@@ -283,6 +282,7 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether `thread` (a kernel thread id) is one of the queue's workers.
     func isWorker(_ thread: Int32) -> Bool {
         lock.withLock { state.pointee.workerThreadIDs.contains(thread) }
     }
