@@ -33,6 +33,15 @@ static inline int32_t ks_mutex_owner(pthread_mutex_t *mutex) {
     return __atomic_load_n(&mutex->__data.__owner, __ATOMIC_RELAXED);
 }
 
+/// glibc's flag in `__data.__kind` that keeps lock elision off for a mutex (`PTHREAD_MUTEX_NO_ELISION_NP`,
+/// internal to glibc, stable since 2.18). `pthread_mutexattr_settype(PTHREAD_MUTEX_NORMAL)` sets it.
+#define KS_MUTEX_NO_ELISION 512
+
+/// The mutex's `__data.__kind` word (type and flags), for tests of how KernelSync creates its mutexes.
+static inline int32_t ks_mutex_kind(pthread_mutex_t *mutex) {
+    return __atomic_load_n(&mutex->__data.__kind, __ATOMIC_RELAXED);
+}
+
 /// Names the calling thread (pthread_setname_np; Linux keeps the first 15 bytes).
 void ks_set_thread_name(const char *name);
 

@@ -17,6 +17,11 @@ struct PthreadMutex {
     /// Creates a default (`PTHREAD_MUTEX_NORMAL`) mutex: glibc's fastest path. Misuse checks are the
     /// caller's, through ``ownerThreadID`` (an error-checking mutex costs about 1.4× as much per pair).
     ///
+    /// The type is set explicitly, which tells glibc to keep lock elision off for this mutex
+    /// (`PTHREAD_MUTEX_NO_ELISION_NP`; its fast path is unchanged): with elision on
+    /// (`GLIBC_TUNABLES=glibc.elision.enable=1` on a CPU with TSX), a default mutex taken in a
+    /// transaction records no owner, and every owner check would fail.
+    ///
     /// With `adaptive`, a `PTHREAD_MUTEX_ADAPTIVE_NP` mutex: a thread that finds it locked spins a
     /// little before it sleeps, as the kernel's mutex spins while the owner runs (optimistic
     /// spinning). For locks held for a few instructions and taken by several threads at a high rate,
@@ -25,7 +30,8 @@ struct PthreadMutex {
         handle = .allocate(capacity: 1)
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
-        if adaptive { pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP)) }
+        // glibc elides only the normal type, and only when its type was never set.
+        pthread_mutexattr_settype(&attributes, Int32(adaptive ? PTHREAD_MUTEX_ADAPTIVE_NP : PTHREAD_MUTEX_NORMAL))
         let rc = pthread_mutex_init(handle, &attributes)
         pthread_mutexattr_destroy(&attributes)
         precondition(rc == 0, "pthread_mutex_init failed: \(rc)")
@@ -76,7 +82,8 @@ struct PthreadMutex {
 
     /// The kernel thread id glibc records as owner, or 0 when the mutex is free.
     ///
-    /// glibc stores the owner's tid in `__data.__owner` for every mutex type. From another thread this is
+    /// glibc stores the owner's tid in `__data.__owner` for every mutex type it does not elide (see
+    /// ``init(adaptive:)``). From another thread this is
     /// a snapshot, good for reports; "is it me" is exact, since only the owner writes its own id.
     @inlinable @inline(__always)
     var ownerThreadID: Int32 { ks_mutex_owner(handle) }

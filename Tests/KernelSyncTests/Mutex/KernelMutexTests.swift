@@ -1,5 +1,7 @@
 import Testing
-import KernelSync
+@testable import KernelSync
+import CKernelSync
+import Glibc
 
 /// The contract of `struct mutex`: exclusion, trylock, scoped locking, ownership.
 @Suite struct KernelMutexTests {
@@ -114,5 +116,24 @@ import KernelSync
         #expect(found.map(\.kind) == [.unlockByNonOwner])
         #expect(found.first?.text.contains("intruder/") == true)
         #expect(found.first?.text.contains("but the lock is held by owner/") == true)
+    }
+}
+
+/// glibc records no owner for a mutex it elides, and every ownership check reads that owner, so each
+/// mutex KernelSync creates must keep elision off whatever `GLIBC_TUNABLES` says. (This machine's CPU
+/// has no TSX, so elision itself cannot be shown here; the flag that forbids it can.)
+@Suite struct PthreadMutexElisionTests {
+    @Test func everyKindOfMutexIsCreatedWithElisionOff() {
+        for adaptive in [false, true] {
+            let mutex = PthreadMutex(adaptive: adaptive)
+            defer { mutex.destroy() }
+            // glibc elides only the normal type; the adaptive one never.
+            if !adaptive { #expect(ks_mutex_kind(mutex.handle) & KS_MUTEX_NO_ELISION != 0, "kind \(ks_mutex_kind(mutex.handle))") }
+            // The type glibc dispatches on stays the one asked for: the fast path is unchanged.
+            #expect(ks_mutex_kind(mutex.handle) & 127 == (adaptive ? Int32(PTHREAD_MUTEX_ADAPTIVE_NP) : Int32(PTHREAD_MUTEX_NORMAL)))
+            #expect(mutex.lock() == 0)
+            #expect(mutex.ownerThreadID == KernelThread.currentID, "the owner is recorded")
+            #expect(mutex.unlock() == 0)
+        }
     }
 }
