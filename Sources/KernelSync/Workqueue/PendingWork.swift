@@ -59,14 +59,19 @@ struct PendingWork<Element> {
     /// Moves every delayed entry whose deadline is at or before `now` to the ready list, earliest
     /// first, passing each through `prepare` on the way. Returns how many moved.
     mutating func expire(now: UInt64, _ prepare: (inout Element) -> Void) -> Int {
-        let count = timers.prefix { $0.deadline <= now }.count
-        for entry in timers.prefix(count) {
-            var element = entry.element
+        let expired = removeExpired(now: now)
+        for var element in expired {
             prepare(&element)
             ready.append(element)
         }
-        timers.removeFirst(count)
-        return count
+        return expired.count
+    }
+
+    /// Removes every delayed entry whose deadline is at or before `now`; returns them, earliest first.
+    mutating func removeExpired(now: UInt64) -> [Element] {
+        let count = timers.prefix { $0.deadline <= now }.count
+        defer { timers.removeFirst(count) }
+        return timers.prefix(count).map(\.element)
     }
 
     /// Empties both lists; returns the ready entries in order and the delayed ones by deadline.

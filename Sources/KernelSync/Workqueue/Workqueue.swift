@@ -150,9 +150,12 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
 
     /// Sets the delay of `item` to `delay` from now: a pending instance is withdrawn (its timer
     /// removed) and a new one queued; an idle or running item is queued. Returns whether an instance
-    /// was pending. A disabled or cancelling item is not queued.
+    /// was pending. A disabled or cancelling item is not queued, and false is returned (it has no
+    /// pending instance).
     ///
-    /// Kernel analogue: `mod_delayed_work()`.
+    /// Kernel analogue: `mod_delayed_work()` since Linux 6.10, where `cancel_work_sync()` disables the
+    /// item while it waits. Before, an item being cancelled made it return true, from
+    /// `try_to_grab_pending()`'s -ENOENT, without queueing.
     ///
     /// Context: as ``queue(_:file:line:)``.
     @discardableResult
@@ -179,7 +182,10 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Waits until the queue has no ready or running instance. While it waits, only the queue's own
-    /// workers may queue on it (chained work); anyone else is refused and reported.
+    /// workers may queue on it (chained work); anyone else is refused and reported, and so is a
+    /// delayed instance whose timer expires meanwhile: it is withdrawn, not run, as the kernel warns
+    /// and drops it. Cancel delayed work before draining; a delayed instance whose timer has not
+    /// expired when the drain returns stays queued.
     ///
     /// Kernel analogue: `drain_workqueue()`.
     ///
@@ -422,9 +428,22 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// What the timer thread does with the delayed entries whose deadline has passed.
+    private enum TimerStep {
+        /// They are ready; wake a worker where told.
+        case readied(wakeWorker: Bool)
+        /// The queue drains, so they are refused: withdraw and report them.
+        case refused([WorkEntry])
+        case stop
+    }
+
+    /// The timer thread: makes delayed entries ready when their deadline passes. While the queue
+    /// drains, an expiring timer is refused as any queueing from outside the queue's workers is (the
+    /// kernel's `__queue_work()` warns and drops it: a timer is not chained work), so the instance is
+    /// withdrawn and reported instead of run.
     private func timerLoop() {
         while true {
-            let wakeWorker: Bool? = lock.withLock {
+            let step: TimerStep = lock.withLock {
                 while !state.pointee.stopping {
                     guard let deadline = state.pointee.pending.nextDeadline else {
                         timerChanged.wait(lock)
@@ -435,13 +454,24 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
                         timerChanged.wait(lock, untilMonotonicNanoseconds: deadline)
                         continue
                     }
+                    if state.pointee.drainDepth > 0 { return .refused(state.pointee.pending.removeExpired(now: now)) }
                     _ = state.pointee.pending.expire(now: now) { makeReady(&$0) }
-                    return state.pointee.claimWakeup()
+                    return .readied(wakeWorker: state.pointee.claimWakeup())
                 }
-                return nil
+                return .stop
             }
-            guard let wakeWorker else { return }
-            if wakeWorker { workAvailable.signal() }
+            switch step {
+            case .readied(let wakeWorker):
+                if wakeWorker { workAvailable.signal() }
+            case .refused(let entries):
+                // The item's lock comes before the queue's, so the withdrawal happens out here; an
+                // instance cancelled or replaced meanwhile is no longer the one that expired.
+                for entry in entries where entry.item.abandon(sequence: entry.sequence) {
+                    Lockdep.emit(WorkqueueReports.delayedWorkExpiredWhileDraining(queue: self, item: entry.item))
+                }
+            case .stop:
+                return
+            }
         }
     }
 }

@@ -105,6 +105,20 @@ enum WorkqueueReports {
             site: site, text: text, occurrences: 1)
     }
 
+    /// The timer of a delayed instance of `item` expired while `queue` drained: the instance was
+    /// withdrawn instead of made ready.
+    static func delayedWorkExpiredWhileDraining(queue: Workqueue, item: WorkItemCore) -> LockdepReport {
+        let thread = ThreadState.current.pointee.threadDescription
+        var text = ReportText.banner("WARNING: delayed \(item.name) expired on workqueue \(queue.name) while it drains")
+        text += "in \(thread): the queue is draining, and only its own work items may queue on it meanwhile "
+        text += "(chained work); an expiring timer is not one of them. The instance was withdrawn, not run. "
+        text += "Cancel delayed work (cancelSync) before draining the queue.\n\n"
+        let classes = [queue.lockClass, item.map.lockClass]
+        return LockdepReport(
+            kind: .workqueueQueueingRefused, classes: classes.map(\.name), lockClasses: classes, thread: thread,
+            site: "timer of \(item.name)", text: text, occurrences: 1)
+    }
+
     private static func itemReport(
         _ kind: LockdepReport.Kind, lockClass: LockClass, thread: String, site: String, text: String
     ) -> LockdepReport {

@@ -27,6 +27,32 @@ import Testing
         #expect(runs.value == 1)
     }
 
+    /// Since Linux 6.10 `cancel_work_sync()` disables the item while it waits, and `mod_delayed_work()`
+    /// of a disabled item queues nothing and returns false (before, an item being cancelled made it
+    /// return true, from `try_to_grab_pending()`'s -ENOENT).
+    @Test func modifyDelayOfADisabledOrCancellingItemQueuesNothingAndReturnsFalse() {
+        let queue = Workqueue(name: "wq-mod-refused")
+        let disabled = WorkItem(name: "mod-disabled") { _ in }
+        #expect(!disabled.disable())
+        #expect(!queue.modifyDelay(of: disabled, to: .zero))
+        #expect(!disabled.isPending)
+        disabled.enable()
+
+        let run = startBlockedRun(on: queue, name: "mod-cancelling")
+        let canceller = KernelThread(name: "canceller") { run.item.cancelSync() }
+        // Until the cancel begins, modifyDelay queues an instance behind the run (which the cancel then
+        // withdraws); once it has begun, nothing is queued.
+        #expect(eventually {
+            let wasPending = queue.modifyDelay(of: run.item, to: .seconds(3600))
+            return !wasPending && !run.item.isPending
+        })
+        run.release.raise()
+        canceller.join()
+        #expect(run.finished.isRaised)
+        #expect(!run.item.isPending && !run.item.isRunning)
+        queue.destroy()
+    }
+
     @Test func aFlushWaitingForAnInstanceThatModifyDelayReplacesReturns() {
         // mod_delayed_work withdraws the instance the flush waits for: the flush is done, whenever its
         // replacement runs (an hour from now).

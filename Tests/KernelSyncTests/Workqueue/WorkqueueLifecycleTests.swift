@@ -41,6 +41,44 @@ import Testing
         queue.destroy()
     }
 
+    @Test func aDelayedInstanceWhoseTimerExpiresWhileTheQueueDrainsIsWithdrawnAndReported() {
+        // Two workers, so that an expired instance accepted during the drain would run at once.
+        let queue = Workqueue(name: "wq-drain-timer", maxActive: 2)
+        let started = Flag()
+        let drainBegun = Flag()
+        let release = Flag()
+        let delayedRuns = Counter()
+        let delayed = WorkItem(name: "drain-timer-delayed") { _ in delayedRuns.increment() }
+        let first = WorkItem(name: "drain-timer-first") { _ in
+            started.raise()
+            drainBegun.wait()
+            // Chained, so accepted while the queue drains; the timer that expires later is not.
+            #expect(queue.queue(delayed, after: .milliseconds(5)))
+            release.wait()
+        }
+        let probe = WorkItem(name: "drain-timer-probe") { _ in }
+        queue.queue(first)
+        started.wait()
+        let drainer = KernelThread(name: "drainer") { queue.drain() }
+        #expect(eventually {
+            if queue.queue(probe) { probe.cancel() }
+            return Lockdep.reports(involving: probe.lockClass).contains { $0.kind == .workqueueQueueingRefused }
+        })
+        drainBegun.raise()
+        let reported = eventually(within: 10) {
+            Lockdep.reports(involving: delayed.lockClass).contains { $0.kind == .workqueueQueueingRefused }
+        }
+        #expect(reported, "the expiry during the drain is reported")
+        release.raise()
+        drainer.join()
+        #expect(delayedRuns.value == 0, "the withdrawn instance never runs")
+        #expect(!delayed.isPending)
+        if let report = Lockdep.reports(involving: delayed.lockClass).first {
+            #expect(report.text.contains("withdrawn, not run"), "\(report.text)")
+        }
+        queue.destroy()
+    }
+
     @Test func destroyReportsAndWithdrawsPendingWorkAndWaitsForRunningWork() {
         let queue = Workqueue(name: "wq-destroy")
         let started = Flag()
