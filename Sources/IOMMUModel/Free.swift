@@ -62,13 +62,13 @@ extension IOMMUSystem {
 
         switch variant {
         case .freeUnderMutex, .deferredCancel:
-            gdev.brokenWork.cancelSync()
+            gdev.cancelBrokenWorkSync()
         case .deferredDisable:
             hooks.freeWillSynchronize?(gdev)
             RCU.synchronize()
-            gdev.brokenWork.disableSync()
+            gdev.disableBrokenWorkSync()
         case .deferredDisableRCU:
-            gdev.brokenWork.disableSync()
+            gdev.disableBrokenWorkSync()
         }
         hooks.freeQuiescedWork?(gdev)
         counters.groupDevicesFreed.increment()

@@ -25,8 +25,15 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     ///
     /// Guarded by: group.mutex.
     @exclusivity(unchecked) public internal(set) var attachedDomain: IOMMUDomain?
-    /// Quarantines the device; queued by ``IOMMUSystem/reportDeviceBroken(_:)``.
-    public let brokenWork: WorkItem
+    /// `gdev->broken_work` until it is made: `unmade` plus twice the disables made meanwhile, or a
+    /// retained ``KernelSync/WorkItem`` (an object address, so the low bit is clear). See
+    /// ``brokenWork``.
+    ///
+    /// Ordering: the item is published by an acquiring-and-releasing exchange and read by acquiring
+    /// loads, so whoever finds it sees it whole; a disable is an exchange too, so that a disable and a
+    /// making that race are never both lost.
+    private let brokenWorkState = Atomic<UInt>(GroupDevice.unmade)
+    private static let unmade: UInt = 1
     // The one-byte fields come last, so that they share a word: the object is 83 bytes, which glibc
     // serves from a 96-byte chunk (it was 105 bytes, a 128-byte chunk).
     /// Whether the device is quarantined in the blocking domain.
@@ -47,18 +54,91 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
         self.device = device
         self.name = name
         self.group = group
-        // The closure captures one reference and nothing else, so it needs no context allocation. It
-        // captures the group, not the system: the group's header line is this thread's already (the
-        // retain for `self.group` just wrote it), while the system's is shared by every writer, and a
-        // retain of it here and a release at the drop moved that line between the writers' cores twice
-        // a cycle. The work finds its group_device through the item's context, which the first report
-        // links (a weak reference made at allocation would give every group_device a side table, and
-        // send all its retains and releases down the runtime's slow path).
-        brokenWork = WorkItem(name: "gdev->broken_work", class: group.system.lockClasses.brokenWork) { [group] item in
-            group.system.brokenWorkFunction(item)
-        }
         super.init()
     }
 
+    deinit {
+        let state = brokenWorkState.load(ordering: .acquiring)
+        if state & GroupDevice.unmade == 0 { Unmanaged<WorkItem>.fromOpaque(UnsafeRawPointer(bitPattern: state)!).release() }
+    }
+
     public var description: String { "GroupDevice(\(name) in group \(group.id))" }
+
+    // MARK: The broken work
+
+    /// Quarantines the device; queued by ``IOMMUSystem/reportDeviceBroken(_:)``.
+    ///
+    /// Kernel analogue: `gdev->broken_work`, initialised by `INIT_WORK()` in
+    /// `iommu_group_alloc_device()`.
+    ///
+    /// Made at its first use rather than at allocation. In C, `INIT_WORK()` is a few stores into the
+    /// group_device; here a work item is an object of its own (an allocation, its closure's reference
+    /// to the group, a weak context), and most group_devices are never reported broken. Until it is
+    /// made, nothing was ever queued on it, so nothing can be pending or running: a cancel has nothing
+    /// to do, and a disable is counted in the group_device and carried over to the item when it is
+    /// made (see ``cancelBrokenWorkSync(file:line:)``). With the validator on, every cancel and
+    /// disable goes to a made item, so that each records its wait as before.
+    ///
+    /// Context: any, atomic context included (the report path makes it there, as it allocates
+    /// nothing that sleeps).
+    public var brokenWork: WorkItem {
+        var state = brokenWorkState.load(ordering: .acquiring)
+        while true {
+            if let item = GroupDevice.madeItem(state) { return item }
+            // The closure captures one reference and nothing else, so it needs no context allocation.
+            // It captures the group, not the system: the group's header line is this thread's already
+            // (the retain for `self.group` wrote it), while the system's is shared by every writer. The
+            // work finds its group_device through the item's context, which the report links (a weak
+            // reference made at once would give every group_device a side table, and send its retains
+            // and releases down the runtime's slow path).
+            let item = WorkItem(name: "gdev->broken_work", class: group.system.lockClasses.brokenWork) { [group] item in
+                group.system.brokenWorkFunction(item)
+            }
+            for _ in 0..<(state >> 1) { item.disable() }
+            let published = UInt(bitPattern: Unmanaged.passRetained(item).toOpaque())
+            let (exchanged, original) = brokenWorkState.compareExchange(
+                expected: state, desired: published, ordering: .acquiringAndReleasing)
+            if exchanged { return item }
+            // Made by another thread, or disabled meanwhile: use that one, or make it again.
+            Unmanaged<WorkItem>.fromOpaque(UnsafeRawPointer(bitPattern: published)!).release()
+            state = original
+        }
+    }
+
+    /// `cancel_work_sync(&gdev->broken_work)`: ``KernelSync/WorkItem/cancelSync(file:line:)`` of the
+    /// made item; an item not yet made was never queued, so there is nothing to withdraw or wait for.
+    /// Returns whether an instance was pending.
+    ///
+    /// Context: as ``KernelSync/WorkItem/cancelSync(file:line:)``.
+    @discardableResult
+    func cancelBrokenWorkSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        if Lockdep.isValidating { return brokenWork.cancelSync(file: file, line: line) }
+        let state = brokenWorkState.load(ordering: .acquiring)
+        guard let item = GroupDevice.madeItem(state) else { return false }
+        return item.cancelSync(file: file, line: line)
+    }
+
+    /// `disable_work_sync(&gdev->broken_work)`: ``KernelSync/WorkItem/disableSync(file:line:)`` of the
+    /// made item; for an item not yet made, one more disable to carry over when it is made (it was never
+    /// queued, so nothing is pending or running). Returns whether an instance was pending.
+    ///
+    /// Context: as ``KernelSync/WorkItem/disableSync(file:line:)``.
+    @discardableResult
+    func disableBrokenWorkSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        if Lockdep.isValidating { return brokenWork.disableSync(file: file, line: line) }
+        var state = brokenWorkState.load(ordering: .acquiring)
+        while GroupDevice.madeItem(state) == nil {
+            let (exchanged, original) = brokenWorkState.compareExchange(
+                expected: state, desired: state + 2, ordering: .acquiringAndReleasing)
+            if exchanged { return false }
+            state = original
+        }
+        return GroupDevice.madeItem(state)!.disableSync(file: file, line: line)
+    }
+
+    /// The item `state` holds, if it is made.
+    private static func madeItem(_ state: UInt) -> WorkItem? {
+        guard state & unmade == 0 else { return nil }
+        return Unmanaged<WorkItem>.fromOpaque(UnsafeRawPointer(bitPattern: state)!).takeUnretainedValue()
+    }
 }

@@ -169,9 +169,11 @@ public enum Lockdep {
     @usableFromInline static let modeMask = 0b11
     static let statisticsFlag = 0b100
 
-    /// Whether the validator is on; the first call reads the environment.
+    /// Whether the validator is on (``mode`` is not ``Mode/off``): one load of a C global. For code that
+    /// takes a cheaper path when nothing is recorded, as the kernel tests `debug_locks`. The first call
+    /// reads the environment.
     @inlinable
-    static var isValidating: Bool {
+    public static var isValidating: Bool {
         let flags = ks_lockdep_flags_load()
         return flags > 0 ? flags & 0b11 != 0 : flags < 0 && currentFlags & modeMask != 0
     }
