@@ -10,9 +10,10 @@ import Synchronization
 /// periods: each computes the sequence number it needs (``snapshot()``), and whoever finds no grace
 /// period running leads the next one for everybody waiting (liburcu's batched waiters).
 ///
-/// Locking: ``gpLock`` serialises leadership (``gpRunning``) and guards the waiters' condition;
-/// ``registryLock`` guards the reader list and is never held while waiting for readers. Neither is taken
-/// on the read side, and they never nest.
+/// Locking: leadership is an atomic flag (``gpRunning``), so that a caller who finds no grace period
+/// running takes no lock to lead one; ``gpLock`` only serves the callers who sleep until the running one
+/// ends. ``registryLock`` guards the reader list and is never held while waiting for readers. Neither
+/// lock is taken on the read side, and they never nest.
 final class GracePeriodEngine: @unchecked Sendable {
     static let shared = GracePeriodEngine()
 
@@ -50,14 +51,33 @@ final class GracePeriodEngine: @unchecked Sendable {
     let brokenMode = Atomic<Int>(RCU.BrokenMode.none.rawValue)
 
     let registryLock = PthreadMutex()
-    /// Guarded by: registryLock.
-    private var readers: [RCUReaderRecord] = []
+    /// Guarded by: registryLock (which is what makes its accesses exclusive, so the dynamic check is off).
+    @exclusivity(unchecked) private var readers: [RCUReaderRecord] = []
 
+    /// A leader is running a grace period: set by the compare-and-exchange that makes a caller the
+    /// leader, cleared when its grace period ends.
+    ///
+    /// Ordering: acquiring exchange, so a new leader sees what the previous one left in the scan lists;
+    /// sequentially consistent clear, which pairs with the sequentially consistent increment and load of
+    /// a sleeper in ``synchronize(until:)`` (Dekker's pattern): either the leader sees the sleeper and
+    /// wakes it, or the sleeper sees the flag clear and does not sleep.
+    private let gpRunning = Atomic<Bool>(false)
+    /// Callers asleep on ``gpDone`` (or about to be, holding ``gpLock``).
+    ///
+    /// Ordering: see ``gpRunning``.
+    private let sleepers = Atomic<Int>(0)
+    /// Taken only by callers who sleep until a grace period ends, and by a leader that wakes them.
     let gpLock = PthreadMutex()
-    /// Signalled (broadcast) when a grace period ends.
+    /// Broadcast when a grace period ends and someone sleeps on it.
     let gpDone = PthreadCondition()
-    /// Guarded by: gpLock. A leader is running a grace period.
-    private var gpRunning = false
+
+    /// The scan's working lists, indices into the grace period's snapshot of ``readers``: the readers
+    /// found in a section of the current phase in pass 1 (waited for in pass 2), and the readers the
+    /// pass is still waiting for. Kept between grace periods so that a scan allocates nothing.
+    ///
+    /// Guarded by: leadership (``gpRunning``): only the leader touches them.
+    @exclusivity(unchecked) private var currentPhaseReaders: [Int] = []
+    @exclusivity(unchecked) private var stragglers: [Int] = []
 
     private init() {
         let forced = environmentFlag("KSYNC_RCU_FORCE_FENCES")
@@ -117,23 +137,34 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// number of grace periods this caller led.
     ///
     /// Context: may block; not in a read section of the calling thread (callers check).
+    ///
+    /// Whoever finds no grace period running leads the next one, with one compare-and-exchange and no
+    /// lock (a lone updater, such as a removal that waits for its own grace period, takes none); the
+    /// others sleep until it ends, and the leader takes ``gpLock`` only when someone sleeps.
     @discardableResult
     func synchronize(until target: UInt64) -> Int {
         var led = 0
-        gpLock.withLock {
-            while !hasElapsed(target) {
-                if gpRunning {
-                    gpDone.wait(gpLock)
-                    continue
-                }
-                gpRunning = true
-                _ = gpLock.unlock()
+        while !hasElapsed(target) {
+            if gpRunning.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
                 runGracePeriod()
-                _ = gpLock.lock()
-                gpRunning = false
                 led += 1
-                gpDone.broadcast()
+                gpRunning.store(false, ordering: .sequentiallyConsistent)
+                if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                    // A sleeper holds gpLock from its count until it waits, so taking the lock here
+                    // means it is waiting; the broadcast after the unlock wakes it.
+                    gpLock.lockOrTrap()
+                    gpLock.unlockOrTrap()
+                    gpDone.broadcast()
+                }
+                continue
             }
+            gpLock.lockOrTrap()
+            sleepers.wrappingAdd(1, ordering: .sequentiallyConsistent)
+            if gpRunning.load(ordering: .sequentiallyConsistent) && !hasElapsed(target) {
+                gpDone.wait(gpLock)
+            }
+            sleepers.wrappingSubtract(1, ordering: .relaxed)
+            gpLock.unlockOrTrap()
         }
         return led
     }
@@ -171,12 +202,22 @@ final class GracePeriodEngine: @unchecked Sendable {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         fullBarrierOnAllThreads()
         if brokenMode.load(ordering: .relaxed) != RCU.BrokenMode.skipWait.rawValue {
+            // The snapshot keeps the records alive while they are scanned, even if their threads exit.
             let snapshot = registryLock.withLock { readers }
             var phase = counter & RCUCounter.phase
             // Pass 1: readers still in the previous phase must finish; current-phase readers are kept
             // for pass 2, inactive ones are done.
-            var current: [RCUReaderRecord] = []
-            waitForReaders(snapshot, phase: phase, keepingCurrent: &current)
+            // (``stragglers`` is empty: every wait ends when it is. Only a non-empty array is emptied,
+            // since emptying an empty one still calls into the runtime.)
+            if !currentPhaseReaders.isEmpty { currentPhaseReaders.removeAll(keepingCapacity: true) }
+            for index in snapshot.indices {
+                switch state(of: snapshot[index], phase: phase) {
+                case .inactive: break
+                case .activeCurrent: currentPhaseReaders.append(index)
+                case .activeOld: stragglers.append(index)
+                }
+            }
+            waitForStragglers(in: snapshot, phase: phase, keepingCurrentPhase: true)
             // Reader-state loads of pass 1 before the flip (liburcu: cmm_barrier + cmm_smp_mb).
             atomicMemoryFence(ordering: .sequentiallyConsistent)
             counter ^= RCUCounter.phase
@@ -184,8 +225,11 @@ final class GracePeriodEngine: @unchecked Sendable {
             flippedSequence.store(start &+ 1, ordering: .releasing)
             // The flip before the reader-state loads of pass 2.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
-            var unused: [RCUReaderRecord] = []
-            waitForReaders(current, phase: phase, keepingCurrent: &unused)
+            // Pass 2: the readers that were in the current phase must leave it, now the previous one.
+            for index in currentPhaseReaders where state(of: snapshot[index], phase: phase) == .activeOld {
+                stragglers.append(index)
+            }
+            waitForStragglers(in: snapshot, phase: phase, keepingCurrentPhase: false)
         }
         // Reader-state loads before the frees that follow the grace period; pairs with the readers'
         // barrier before their unlocking ctr store.
@@ -204,24 +248,28 @@ final class GracePeriodEngine: @unchecked Sendable {
         return (value ^ phase) & RCUCounter.phase == 0 ? .activeCurrent : .activeOld
     }
 
-    /// Waits until no reader of `readers` is active in a phase other than `phase`. Readers active in
-    /// `phase` are appended to `keepingCurrent` (pass 1) instead of being waited for.
-    private func waitForReaders(_ readers: [RCUReaderRecord], phase: UInt, keepingCurrent: inout [RCUReaderRecord]) {
-        var pending = readers
+    /// Waits until none of ``stragglers`` (indices into `snapshot`) is active in a phase other than
+    /// `phase`. With `keepingCurrentPhase` (pass 1), a straggler that left for a section of `phase` joins
+    /// ``currentPhaseReaders``, to be waited for in pass 2.
+    ///
+    /// Context: the leader.
+    private func waitForStragglers(in snapshot: [RCUReaderRecord], phase: UInt, keepingCurrentPhase: Bool) {
         var attempt = 0
-        while true {
-            var stillOld: [RCUReaderRecord] = []
-            for reader in pending {
-                switch state(of: reader, phase: phase) {
-                case .inactive: break
-                case .activeCurrent: keepingCurrent.append(reader)
-                case .activeOld: stillOld.append(reader)
-                }
-            }
-            if stillOld.isEmpty { return }
-            pending = stillOld
+        while !stragglers.isEmpty {
             backOff(attempt)
             attempt += 1
+            var kept = 0
+            for position in stragglers.indices {
+                let index = stragglers[position]
+                switch state(of: snapshot[index], phase: phase) {
+                case .inactive: break
+                case .activeCurrent: if keepingCurrentPhase { currentPhaseReaders.append(index) }
+                case .activeOld:
+                    stragglers[kept] = index
+                    kept += 1
+                }
+            }
+            stragglers.removeLast(stragglers.count - kept)
         }
     }
 

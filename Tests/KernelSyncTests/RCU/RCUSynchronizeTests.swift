@@ -68,6 +68,23 @@ import Testing
         #expect(leaders.values.reduce(0, +) <= 2)
     }
 
+    @Test func callersRacingToLeadNeverSleepThroughTheGracePeriodTheyWaitFor() {
+        // Whoever loses the race to lead sleeps until the leader's grace period ends; a sleeper the
+        // leader does not wake (a lost wake-up) would never return.
+        let callers = 4
+        let finished = Atomic<Int>(0)
+        let threads = (0..<callers).map { index in
+            KernelThread(name: "rcu-test-racing-synchronize/\(index)") {
+                for _ in 0..<2_000 { RCU.synchronize() }
+                finished.add(1, ordering: .relaxed)
+            }
+        }
+        let returned = eventually { finished.load(ordering: .relaxed) == callers }
+        #expect(returned, "a synchronize() caller still sleeps although no grace period is running")
+        // Joining a sleeper that was never woken would hang the suite.
+        if returned { for thread in threads { thread.join() } }
+    }
+
     @Test func synchronizeInsideAReadSectionIsReportedAndReturns() {
         RCU.readLock()
         let line: UInt = #line; RCU.synchronize(line: line)
