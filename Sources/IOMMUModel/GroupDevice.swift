@@ -76,8 +76,10 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     /// to the group, a weak context), and most group_devices are never reported broken. Until it is
     /// made, nothing was ever queued on it, so nothing can be pending or running: a cancel has nothing
     /// to do, and a disable is counted in the group_device and carried over to the item when it is
-    /// made (see ``cancelBrokenWorkSync(file:line:)``). With the validator on, every cancel and
-    /// disable goes to a made item, so that each records its wait as before.
+    /// made (see ``cancelBrokenWorkSync(file:line:)``). With the validator on, a cancel or disable of
+    /// the unmade item records its wait all the same
+    /// (``KernelSync/WorkItem/recordWaitOnUnmadeItem(of:owner:call:file:line:)``), so that hazard 2 is
+    /// reported whether or not the device was ever reported broken.
     ///
     /// Context: any, atomic context included (the report path makes it there, as it allocates
     /// nothing that sleeps).
@@ -112,9 +114,10 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     /// Context: as ``KernelSync/WorkItem/cancelSync(file:line:)``.
     @discardableResult
     func cancelBrokenWorkSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        if Lockdep.isValidating { return brokenWork.cancelSync(file: file, line: line) }
-        let state = brokenWorkState.load(ordering: .acquiring)
-        guard let item = GroupDevice.madeItem(state) else { return false }
+        guard let item = GroupDevice.madeItem(brokenWorkState.load(ordering: .acquiring)) else {
+            recordWaitOnUnmadeBrokenWork(call: "cancel_work_sync", file: file, line: line)
+            return false
+        }
         return item.cancelSync(file: file, line: line)
     }
 
@@ -125,15 +128,26 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     /// Context: as ``KernelSync/WorkItem/disableSync(file:line:)``.
     @discardableResult
     func disableBrokenWorkSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
-        if Lockdep.isValidating { return brokenWork.disableSync(file: file, line: line) }
         var state = brokenWorkState.load(ordering: .acquiring)
         while GroupDevice.madeItem(state) == nil {
             let (exchanged, original) = brokenWorkState.compareExchange(
                 expected: state, desired: state + 2, ordering: .acquiringAndReleasing)
-            if exchanged { return false }
+            if exchanged {
+                recordWaitOnUnmadeBrokenWork(call: "disable_work_sync", file: file, line: line)
+                return false
+            }
             state = original
         }
         return GroupDevice.madeItem(state)!.disableSync(file: file, line: line)
+    }
+
+    /// With the validator on, records a waiting call on the broken work before it is made, as the made
+    /// item's call would (its class, this group_device for its identity).
+    @inline(__always)
+    private func recordWaitOnUnmadeBrokenWork(call: StaticString, file: StaticString, line: UInt) {
+        guard Lockdep.isValidating else { return }
+        WorkItem.recordWaitOnUnmadeItem(
+            of: group.system.lockClasses.brokenWork, owner: self, call: "\(call)(gdev->broken_work)", file: file, line: line)
     }
 
     /// The item `state` holds, if it is made.

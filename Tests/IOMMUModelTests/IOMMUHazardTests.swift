@@ -66,6 +66,30 @@ import Testing
         #expect(cycle.classes.contains { $0.contains("gdev->broken_work") })
     }
 
+    @Test func freeingUnderTheMutexIsReportedForADeviceWhoseWorkWasNeverMade() throws {
+        // One device's work runs, so the validator learns broken_work → group->mutex. The other device
+        // of the group was never reported broken, so its work item was never made; its free still
+        // records the cancel's wait, under the mutex.
+        let system = makeSystem(.freeUnderMutex, tag: "hazard2-unmade")
+        defer { system.shutdown() }
+        let reported = Device(name: "quarantined", topology: 1)
+        let quiet = Device(name: "never-reported", topology: 1)
+        try system.probeDevice(reported)
+        try system.probeDevice(quiet)
+        let gdev = try #require(system.groupDevice(of: reported))
+        #expect(system.reportDeviceBroken(reported))
+        gdev.brokenWork.flush()
+        #expect(system.reports.isEmpty)
+
+        system.removeDevice(quiet)
+
+        let cycles = system.reports.filter { $0.kind == .circularDependency }
+        #expect(cycles.count == 1)
+        #expect(cycles.first?.involves(system.lockClasses.groupMutex) == true)
+        #expect(cycles.first?.classes.contains { $0.contains("gdev->broken_work") } == true)
+        system.removeDevice(reported)
+    }
+
     @Test(arguments: [RemoveVariant.deferredCancel, .deferredDisable, .deferredDisableRCU])
     func freeingAfterUnlockIsNotReported(variant: RemoveVariant) throws {
         let system = try removeAfterTheWorkRanOnce(variant)

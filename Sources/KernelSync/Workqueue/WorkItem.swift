@@ -254,6 +254,31 @@ public final class WorkItem: @unchecked Sendable, CustomStringConvertible {
     @inline(__always)
     private func recordIdleWait(call: @autoclosure () -> String, file: StaticString, line: UInt) {
         guard Lockdep.isValidating else { return }
+        WorkItem.recordIdleWait(on: map, call: call(), file: file, line: line)
+    }
+
+    /// Checks and records a `cancel_work_sync`, `disable_work_sync` or `flush_work` of an item of
+    /// `lockClass` that its owner makes at first use and has not made yet. Such an item was never
+    /// queued, so there is nothing to wait for; the call is checked (it may sleep) and recorded as on an
+    /// idle item, its pseudo-lock acquired and released, so that holding a lock the item's function takes
+    /// is reported all the same, without making the item. `owner`, the object that will make and hold
+    /// the item, stands for the item's identity. Does nothing with the validator off.
+    ///
+    /// Kernel analogue: the `lock_map_acquire(&work->lockdep_map)` / `lock_map_release()` pair that
+    /// `__flush_work()` records; the kernel embeds its items, so it never has an unmade one.
+    ///
+    /// Context: as the call it stands for.
+    public static func recordWaitOnUnmadeItem(
+        of lockClass: LockClass, owner: AnyObject, call: @autoclosure () -> String,
+        file: StaticString = #fileID, line: UInt = #line
+    ) {
+        guard Lockdep.isValidating else { return }
+        recordIdleWait(on: EmbeddedLockdepMap(class: lockClass, owner: owner), call: call(), file: file, line: line)
+    }
+
+    private static func recordIdleWait(
+        on map: EmbeddedLockdepMap, call: @autoclosure () -> String, file: StaticString, line: UInt
+    ) {
         Lockdep.mightSleep(call(), file: file, line: line)
         map.acquire(file: file, line: line)
         map.release(file: file, line: line)
