@@ -136,11 +136,11 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// Waits until the grace period `target` has completed, leading grace periods as needed. Returns the
     /// number of grace periods this caller led.
     ///
-    /// Context: may block; not in a read section of the calling thread (callers check).
-    ///
     /// Whoever finds no grace period running leads the next one, with one compare-and-exchange and no
     /// lock (a lone updater, such as a removal that waits for its own grace period, takes none); the
     /// others sleep until it ends, and the leader takes ``gpLock`` only when someone sleeps.
+    ///
+    /// Context: may block; not in a read section of the calling thread (callers check).
     @discardableResult
     func synchronize(until target: UInt64) -> Int {
         var led = 0
