@@ -13,8 +13,10 @@ public final class Device: Sendable, CustomStringConvertible {
 
     /// `dev->iommu_group`: set by probe (`iommu_init_device`) or `iommu_group_add_device`, cleared by
     /// `iommu_deinit_device` or the remove path. The device holds one group reference while it is set.
-    /// Readers (the report path) load it inside a read section; writers hold `iommu_probe_device_lock`
-    /// or the group's mutex.
+    /// Readers (the report path) load it inside a read section. Writers: probe holds
+    /// `iommu_probe_device_lock`, removal the group's mutex, and `iommu_group_add_device` publishes it
+    /// into the empty pointer before it takes the mutex, as the kernel does (a device's probe and its
+    /// removal never run at once).
     let groupPointer = RCUPointer<IOMMUGroup>()
     /// `dev->iommu != NULL`: the device was set up by probe rather than added to a group by hand.
     ///

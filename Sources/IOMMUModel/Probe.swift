@@ -166,8 +166,10 @@ extension IOMMUSystem {
     public func addDevice(_ device: Device, to group: IOMMUGroup) throws(IOMMUError) {
         let gdev = try allocGroupDevice(group, device)
         group.get()
+        // As the kernel does, before the mutex: the device is in no group (the caller's contract), and
+        // nothing else updates its pointer while it is added.
+        device.groupPointer.publish(group)
         group.mutex.lock()
-        device.groupPointer.assign(group, holding: group.mutex)
         gdev.attachedDomain = group.domain
         // Last use of gdev: the list takes over the reference.
         group.devices.addTail(gdev, holding: group.mutex)

@@ -80,6 +80,26 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
         }
     }
 
+    /// Publishes `new` into an empty pointer without an update lock, for an updater that nothing else
+    /// updates this pointer against: the caller serialises its updates some other way (a device's
+    /// probe and its removal never run at once). Traps if the pointer is not empty, as it is when
+    /// another updater got there first; replace a value with ``assign(_:holding:file:line:)``.
+    ///
+    /// Kernel analogue: `rcu_assign_pointer()` with no lock held, as `iommu_group_add_device()` sets
+    /// `dev->iommu_group` before it takes `group->mutex`.
+    ///
+    /// Ordering: release on success, as every store of the pointer (the object's initialisation before
+    /// its publication).
+    public func publish(_ new: T, file: StaticString = #fileID, line: UInt = #line) {
+        let bits = RCUPointer.encode(new)
+        let (exchanged, _) = storage.compareExchange(
+            expected: 0, desired: bits, successOrdering: .releasing, failureOrdering: .relaxed)
+        if _slowPath(!exchanged) {
+            RCUPointer.decode(bits)?.release()
+            preconditionFailure("RCUPointer.publish at \(file):\(line): the pointer is not empty (another updater published first, or it was never cleared); replace a value with assign(_:holding:) under the update lock")
+        }
+    }
+
     /// Publishes `new` and hands the previous object back to the caller, with the pointer's reference to
     /// it, as a token that frees it through RCU: after a ``RCU/synchronize(file:line:)`` the caller can
     /// drop it at once (``RCUReplaced/free()``), and a removal that also detaches a list

@@ -1,4 +1,5 @@
 @testable import KernelSync
+import Synchronization
 import Testing
 
 @Suite struct RCUPointerTests {
@@ -93,6 +94,39 @@ import Testing
         }
         RCU.barrier()
         #expect(watched() == nil)
+    }
+
+    @Test func publishIntoAnEmptyPointerIsSeenWholeByReaders() {
+        let pointer = RCUPointer<Version>()
+        let seen = Atomic<Int>(0)
+        let problems = Recorder<String>()
+        let reader = KernelThread(name: "rcu-test-pointer-publish-reader") {
+            while seen.load(ordering: .relaxed) == 0 {
+                RCU.withReadLock {
+                    guard let version = pointer.dereference() else { return }
+                    if version.payload != Array(repeating: 7, count: 16) {
+                        problems.append("published version seen before its initialisation")
+                    }
+                    seen.store(version.number, ordering: .relaxed)
+                }
+            }
+        }
+        pointer.publish(Version(7))
+        reader.join()
+        #expect(seen.load(ordering: .relaxed) == 7)
+        #expect(problems.values.isEmpty)
+        let lock = KernelMutex(name: "rcu-test-pointer-publish")
+        // Cleared under the update lock, the pointer takes a publication again.
+        lock.withLock { pointer.assign(nil, holding: lock) }
+        pointer.publish(Version(8))
+        #expect(lock.withLock { pointer.dereferenceProtected(holding: lock)?.number } == 8)
+    }
+
+    @Test func publishIntoAPointerThatHoldsAnObjectTraps() async {
+        await #expect(processExitsWith: .failure) {
+            let pointer = RCUPointer<Version>(Version(1))
+            pointer.publish(Version(2))
+        }
     }
 
     @Test func freeAfterSynchronizeDropsThePointersReferenceAtOnce() {
