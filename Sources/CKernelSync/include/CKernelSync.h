@@ -99,6 +99,8 @@ static inline void ks_callback_list_set(void *list) { ks_callback_list = list; }
 extern int ks_fast_path_flags;
 #define KS_FLAG_LOCKDEP 1
 #define KS_FLAG_RCU_FENCES 2
+/// Bit KS_FLAG_RCU_READY: the grace-period engine exists, so KS_FLAG_RCU_FENCES is decided (set with it).
+#define KS_FLAG_RCU_READY 4
 
 static inline int ks_fast_path_flags_get(void) { return __atomic_load_n(&ks_fast_path_flags, __ATOMIC_RELAXED); }
 static inline void ks_fast_path_flags_set(int flag, int on) {
@@ -112,6 +114,17 @@ extern unsigned long ks_rcu_gp_ctr;
 
 static inline unsigned long ks_rcu_gp_ctr_load(void) { return __atomic_load_n(&ks_rcu_gp_ctr, __ATOMIC_RELAXED); }
 static inline void ks_rcu_gp_ctr_store(unsigned long value) { __atomic_store_n(&ks_rcu_gp_ctr, value, __ATOMIC_RELAXED); }
+
+/// RCU's grace-period sequence (GracePeriodEngine's): twice the completed grace periods, plus one while
+/// one runs. Stored only by a grace-period leader; loaded by every snapshot and poll, which the remove
+/// path makes under its update lock, without the lazy-initialisation check of a Swift global.
+/// Ordering: as each function says; see GracePeriodEngine.
+extern uint64_t ks_rcu_gp_seq;
+
+static inline uint64_t ks_rcu_gp_seq_load_relaxed(void) { return __atomic_load_n(&ks_rcu_gp_seq, __ATOMIC_RELAXED); }
+static inline uint64_t ks_rcu_gp_seq_load_acquire(void) { return __atomic_load_n(&ks_rcu_gp_seq, __ATOMIC_ACQUIRE); }
+static inline void ks_rcu_gp_seq_store_relaxed(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq, value, __ATOMIC_RELAXED); }
+static inline void ks_rcu_gp_seq_store_release(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq, value, __ATOMIC_RELEASE); }
 
 /// Compiler barrier: stops the compiler from moving memory accesses across it; emits no instruction.
 /// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.

@@ -30,12 +30,14 @@ final class GracePeriodEngine: @unchecked Sendable {
     }
 
     /// Kernel-style grace-period sequence: twice the number of completed grace periods, plus one while a
-    /// grace period runs.
+    /// grace period runs. It lives in CKernelSync (`ks_rcu_gp_seq`) so that ``snapshot()`` and
+    /// ``hasElapsed(_:)``, which every removal calls under its update lock, load it without the
+    /// lazy-initialisation check of ``shared``.
     ///
     /// Ordering: the leader stores the odd value relaxed before its first full barrier, and the even value
     /// with release after its last, pairing with the acquire load in ``hasElapsed(_:)``: a poller that
     /// sees the grace period done also sees every reader check that made it so.
-    let sequence = Atomic<UInt64>(0)
+    static var sequence: UInt64 { ks_rcu_gp_seq_load_acquire() }
 
     /// The sequence number of the last grace period that has flipped its phase (test observability:
     /// a reader that starts after this flip is not waited for by that grace period).
@@ -82,7 +84,8 @@ final class GracePeriodEngine: @unchecked Sendable {
     private init() {
         let forced = environmentFlag("KSYNC_RCU_FORCE_FENCES")
         usesFences = forced || ks_membarrier_register_private_expedited() != 0
-        ks_fast_path_flags_set(KS_FLAG_RCU_FENCES, usesFences ? 1 : 0)
+        // One store of both bits: whoever sees the engine ready sees how readers order themselves.
+        ks_fast_path_flags_set(KS_FLAG_RCU_READY | (usesFences ? KS_FLAG_RCU_FENCES : 0), 1)
     }
 
     // MARK: Registry
@@ -117,19 +120,20 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// the next grace period. Where readers use fences, this is a full fence, as the kernel's `smp_mb()`
     /// in `get_state_synchronize_rcu()`. It was a full fence everywhere: three a probe+remove cycle.
     @inline(__always)
-    func snapshot() -> UInt64 {
+    static func snapshot() -> UInt64 {
         barrierPairedWithFullBarrier()
-        let current = sequence.load(ordering: .relaxed)
+        let current = ks_rcu_gp_seq_load_relaxed()
         return (current &+ 3) & ~1
     }
 
     /// Whether the grace period that `target` names has completed.
-    func hasElapsed(_ target: UInt64) -> Bool {
-        sequence.load(ordering: .acquiring) >= target
+    @inline(__always)
+    static func hasElapsed(_ target: UInt64) -> Bool {
+        sequence >= target
     }
 
     /// Completed grace periods so far.
-    var completedCount: UInt64 { sequence.load(ordering: .acquiring) / 2 }
+    static var completedCount: UInt64 { sequence / 2 }
 
     // MARK: Waiting
 
@@ -144,7 +148,7 @@ final class GracePeriodEngine: @unchecked Sendable {
     @discardableResult
     func synchronize(until target: UInt64) -> Int {
         var led = 0
-        while !hasElapsed(target) {
+        while !Self.hasElapsed(target) {
             if gpRunning.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
                 runGracePeriod()
                 led += 1
@@ -160,7 +164,7 @@ final class GracePeriodEngine: @unchecked Sendable {
             }
             gpLock.lockOrTrap()
             sleepers.wrappingAdd(1, ordering: .sequentiallyConsistent)
-            if gpRunning.load(ordering: .sequentiallyConsistent) && !hasElapsed(target) {
+            if gpRunning.load(ordering: .sequentiallyConsistent) && !Self.hasElapsed(target) {
                 gpDone.wait(gpLock)
             }
             sleepers.wrappingSubtract(1, ordering: .relaxed)
@@ -184,19 +188,23 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// liburcu `smp_mb_slave()`: the light side of ``fullBarrierOnAllThreads()``, for a thread whose
     /// store must come before a later load unless that barrier falls between them: a compiler barrier
     /// (membarrier makes it a full one when it runs), or a full fence where readers issue fences.
+    ///
+    /// Before the engine exists it is a full fence, which is right whichever way readers will order
+    /// themselves (the flags say that only once the engine is made).
     @inline(__always)
-    func barrierPairedWithFullBarrier() {
-        if usesFences {
-            atomicMemoryFence(ordering: .sequentiallyConsistent)
-        } else {
+    static func barrierPairedWithFullBarrier() {
+        let flags = ks_fast_path_flags_get()
+        if _fastPath(flags & (KS_FLAG_RCU_READY | KS_FLAG_RCU_FENCES) == KS_FLAG_RCU_READY) {
             ks_compiler_barrier()
+        } else {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
         }
     }
 
     /// One grace period. Context: the caller set ``gpRunning``; no lock held.
     private func runGracePeriod() {
-        let start = sequence.load(ordering: .relaxed)
-        sequence.store(start &+ 1, ordering: .relaxed)
+        let start = ks_rcu_gp_seq_load_relaxed()
+        ks_rcu_gp_seq_store_relaxed(start &+ 1)
         // Updates before this grace period (and the odd sequence store) before the reader scan; pairs
         // with the readers' barrier after their ctr store.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
@@ -234,7 +242,7 @@ final class GracePeriodEngine: @unchecked Sendable {
         // Reader-state loads before the frees that follow the grace period; pairs with the readers'
         // barrier before their unlocking ctr store.
         fullBarrierOnAllThreads()
-        sequence.store(start &+ 2, ordering: .releasing)
+        ks_rcu_gp_seq_store_release(start &+ 2)
     }
 
     enum ReaderState { case inactive, activeCurrent, activeOld }

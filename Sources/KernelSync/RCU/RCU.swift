@@ -128,7 +128,7 @@ public enum RCU {
     ///
     /// Kernel analogue: `get_state_synchronize_rcu()`.
     public static func snapshot() -> GracePeriodCookie {
-        GracePeriodCookie(target: GracePeriodEngine.shared.snapshot())
+        GracePeriodCookie(target: GracePeriodEngine.snapshot())
     }
 
     /// Like ``snapshot()``, and makes sure that grace period will run even if nobody else waits for it
@@ -148,11 +148,11 @@ public enum RCU {
     /// Ordering: acquire; when it returns true, every read section that could see what was removed
     /// before the cookie was taken has ended, and the caller may free it.
     public static func poll(_ cookie: GracePeriodCookie) -> Bool {
-        GracePeriodEngine.shared.hasElapsed(cookie.target)
+        GracePeriodEngine.hasElapsed(cookie.target)
     }
 
     /// The number of grace periods completed since the process started.
-    public static var completedGracePeriods: UInt64 { GracePeriodEngine.shared.completedCount }
+    public static var completedGracePeriods: UInt64 { GracePeriodEngine.completedCount }
 
     // MARK: Deferred work
 

@@ -252,13 +252,13 @@ final class Reclaimer: @unchecked Sendable {
     /// in atomic context, where it is admitted above the bound.
     func enqueue(_ action: consuming Callback.Action, dropsReturned: Bool = true) {
         if Lockdep.isValidating { recordPossibleWait() }
-        let callback = Callback(target: engine.snapshot(), action: consume action)
+        let callback = Callback(target: GracePeriodEngine.snapshot(), action: consume action)
         // Unretained: the thread's TLS slot holds the list as long as the thread runs.
         let list = ThreadCallbacks.current(registeringWith: self)
         let (count, hasReturned) = list._withUnsafeGuaranteedRef { ($0.append(callback), $0.hasReturned.load(ordering: .relaxed)) }
         // The listing before the load of `idle` (see there), paired with the reclaimer's
         // fullBarrierOnAllThreads().
-        engine.barrierPairedWithFullBarrier()
+        GracePeriodEngine.barrierPairedWithFullBarrier()
         if hasReturned && dropsReturned { runReturned(list.takeUnretainedValue()) }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
@@ -550,7 +550,7 @@ final class Reclaimer: @unchecked Sendable {
         while true {
             var (batch, target, runsAll) = lock.withLock { () -> ([Segment], UInt64, Bool) in
                 collectLists()
-                while collectedCount == 0 && engine.hasElapsed(requestedTarget)
+                while collectedCount == 0 && GracePeriodEngine.hasElapsed(requestedTarget)
                         && !hasQueueToTakeOver(all: expedite || RCU.offloadsCallbacks) {
                     // Published before the lists are looked at again (see ``idle``).
                     idle.store(true, ordering: .sequentiallyConsistent)

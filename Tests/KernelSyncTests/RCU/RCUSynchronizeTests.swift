@@ -54,7 +54,7 @@ import Testing
         #expect(eventually { inSection.isRaised })
         let callers = (0..<8).map { index in
             KernelThread(name: "rcu-test-synchronize/\(index)") {
-                let target = GracePeriodEngine.shared.snapshot()
+                let target = GracePeriodEngine.snapshot()
                 arrived.add(1, ordering: .relaxed)
                 leaders.append(RCU.synchronizeCountingLeadership(until: target, file: #fileID, line: #line))
             }
