@@ -4,7 +4,10 @@
 /// Kernel analogue: the `unsigned long` returned by `get_state_synchronize_rcu()`.
 public struct GracePeriodCookie: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The grace-period sequence number that completes it (twice the completed count).
-    let target: UInt64
+    @usableFromInline let target: UInt64
+
+    @usableFromInline
+    init(target: UInt64) { self.target = target }
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.target < rhs.target }
 

@@ -56,7 +56,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// dynamic exclusivity checks since the lock makes access exclusive. Unowned: the tail is always
     /// ``head`` or an element the list holds (through its predecessor's `next`), and moves back before
     /// that element is detached; a counted reference here cost two retains and two releases a cycle.
-    @exclusivity(unchecked) private unowned(unsafe) var tail: RCUListElement
+    @usableFromInline @exclusivity(unchecked) unowned(unsafe) var tail: RCUListElement
 
     public init() { tail = head }
 
@@ -152,6 +152,10 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     /// Kernel analogue: `list_add_tail_rcu()`.
     ///
     /// Context: `lock` held (checked with the validator on).
+    ///
+    /// Inlinable, so that the caller's module specialises it: the generic call cost the probe's
+    /// critical section more than the addition itself.
+    @inlinable
     public func addTail(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
         checkHeld(lock, what: "rcu_assign_pointer()", file: file, line: line)
         element.claimForList(file: file, line: line)
@@ -224,7 +228,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
 
     /// Unlinks the element after `previous` and returns it with the list's reference. Context: the
     /// update lock held; `previous` is listed (or the head) and has a successor.
-    @usableFromInline
+    @inlinable
     func unlink(after previous: Unmanaged<RCUListElement>) -> RCUDetached<Element> {
         let unlinked = previous._withUnsafeGuaranteedRef { previous in
             let bits = previous.next.load(ordering: .relaxed)
@@ -317,6 +321,7 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
     /// ``next`` with a reference of its own taken on the element it points to, for a link being copied
     /// (the updater's, under the list's lock). One retain, rather than the retain and release of going
     /// through a strong reference.
+    @usableFromInline
     final var retainedNextBits: UInt {
         let bits = next.load(ordering: .relaxed)
         if let raw = UnsafeRawPointer(bitPattern: bits) { _ = Unmanaged<RCUListElement>.fromOpaque(raw).retain() }
@@ -324,6 +329,7 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
     }
 
     /// Marks the element listed; traps if it was listed before.
+    @usableFromInline
     final func claimForList(file: StaticString, line: UInt) {
         let (exchanged, _) = listed.compareExchange(expected: false, desired: true, ordering: .relaxed)
         precondition(exchanged, "RCUList: \(objectName) added at \(file):\(line) is or was on a list already; an element is listed once (a reader may still stand on it)")
@@ -334,6 +340,7 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
         return Unmanaged<RCUListElement>.fromOpaque(raw).takeUnretainedValue()
     }
 
+    @inlinable
     static func encode(_ element: RCUListElement?) -> UInt {
         guard let element else { return 0 }
         return UInt(bitPattern: Unmanaged.passRetained(element).toOpaque())
@@ -347,12 +354,13 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
 /// unconsumed does what ``free()`` does, so it is never released early.
 public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendable {
     /// The list's reference (+1).
-    private let reference: Unmanaged<Element>
+    @usableFromInline let reference: Unmanaged<Element>
     /// The grace period that must elapse before ``reference`` may be dropped.
-    private let detachedAt: GracePeriodCookie
+    @usableFromInline let detachedAt: GracePeriodCookie
 
     /// Takes over the reference that `bits`, the old value of the `next` that pointed at the element,
     /// held; the grace period starts counting now. Context: the element was just unlinked.
+    @inlinable
     init(unlinkedLink bits: UInt) {
         reference = Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
         detachedAt = RCU.snapshot()

@@ -20,7 +20,7 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     ///
     /// Ordering: stores are releases (the object's initialisation before its publication), loads are
     /// acquires (publication before the reader's accesses; the kernel's `rcu_dereference` is a consume).
-    private let storage: Atomic<UInt>
+    @usableFromInline let storage: Atomic<UInt>
 
     /// Creates a pointer to `initial`, which it retains.
     public init(_ initial: T? = nil) {
@@ -108,6 +108,10 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     /// Kernel analogue: `rcu_replace_pointer()`.
     ///
     /// Context: as ``assign(_:holding:file:line:)``.
+    ///
+    /// Inlinable, so that the caller's module specialises it: the remove path calls it inside its
+    /// critical section.
+    @inlinable
     public func replace(
         with new: __shared T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line
     ) -> RCUReplaced<T> {
@@ -116,25 +120,27 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
 
     /// Stores `new` (retained) for the updater who holds `lock`, and returns the previous object's
     /// reference (+1), which the caller must retire.
-    @inline(__always)
-    private func exchange(
+    @inlinable @inline(__always)
+    func exchange(
         _ new: __shared T?, holding lock: KernelMutex, what: StaticString, file: StaticString, line: UInt
     ) -> Unmanaged<T>? {
         checkHeld(lock, what: what, file: file, line: line)
         return RCUPointer.decode(storage.exchange(RCUPointer.encode(new), ordering: .acquiringAndReleasing))
     }
 
-    @inline(__always)
-    private func checkHeld(_ lock: KernelMutex, what: StaticString, file: StaticString, line: UInt) {
+    @inlinable @inline(__always)
+    func checkHeld(_ lock: KernelMutex, what: StaticString, file: StaticString, line: UInt) {
         if Lockdep.isValidating { RCUReportText.reportUnlessHeld(lock, what: what, file: file, line: line) }
     }
 
-    private static func encode(_ object: T?) -> UInt {
+    @inlinable
+    static func encode(_ object: T?) -> UInt {
         guard let object else { return 0 }
         return UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())
     }
 
-    private static func decode(_ bits: UInt) -> Unmanaged<T>? {
+    @inlinable
+    static func decode(_ bits: UInt) -> Unmanaged<T>? {
         guard let raw = UnsafeRawPointer(bitPattern: bits) else { return nil }
         return Unmanaged<T>.fromOpaque(raw)
     }

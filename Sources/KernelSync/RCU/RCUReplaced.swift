@@ -10,12 +10,13 @@
 /// through RCU however suits it.
 public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     /// The pointer's reference (+1), or nil when the pointer was nil.
-    private let reference: Unmanaged<Object>?
+    @usableFromInline let reference: Unmanaged<Object>?
     /// The grace period that must elapse before ``reference`` may be dropped.
-    private let replacedAt: GracePeriodCookie
+    @usableFromInline let replacedAt: GracePeriodCookie
 
     /// Takes over the pointer's reference to its previous object; the grace period starts counting now.
     /// Context: the object was just unpublished.
+    @inlinable
     init(previous: Unmanaged<Object>?) {
         reference = previous
         replacedAt = previous == nil ? GracePeriodCookie(target: 0) : RCU.snapshot()
