@@ -76,7 +76,7 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     /// to the group, a weak context), and most group_devices are never reported broken. Until it is
     /// made, nothing was ever queued on it, so nothing can be pending or running: a cancel has nothing
     /// to do, and a disable is counted in the group_device and carried over to the item when it is
-    /// made (see ``cancelBrokenWorkSync(file:line:)``). With the validator on, a cancel or disable of
+    /// made (see ``disableBrokenWorkSync(file:line:)``). With the validator on, a cancel or disable of
     /// the unmade item records its wait all the same
     /// (``KernelSync/WorkItem/recordWaitOnUnmadeItem(of:owner:call:file:line:)``), so that hazard 2 is
     /// reported whether or not the device was ever reported broken.
@@ -129,7 +129,8 @@ public final class GroupDevice: RCUListElement, @unchecked Sendable, CustomStrin
     @discardableResult
     func disableBrokenWorkSync(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         var state = brokenWorkState.load(ordering: .acquiring)
-        while GroupDevice.madeItem(state) == nil {
+        // Tested on the bit: madeItem() would retain and release the item just to compare it with nil.
+        while state & GroupDevice.unmade != 0 {
             let (exchanged, original) = brokenWorkState.compareExchange(
                 expected: state, desired: state + 2, ordering: .acquiringAndReleasing)
             if exchanged {
