@@ -99,8 +99,6 @@ static inline void ks_callback_list_set(void *list) { ks_callback_list = list; }
 extern int ks_fast_path_flags;
 #define KS_FLAG_LOCKDEP 1
 #define KS_FLAG_RCU_FENCES 2
-/// Bit KS_FLAG_RCU_READY: the grace-period engine exists, so KS_FLAG_RCU_FENCES is decided (set with it).
-#define KS_FLAG_RCU_READY 4
 
 static inline int ks_fast_path_flags_get(void) { return __atomic_load_n(&ks_fast_path_flags, __ATOMIC_RELAXED); }
 static inline void ks_fast_path_flags_set(int flag, int on) {
@@ -125,6 +123,15 @@ static inline uint64_t ks_rcu_gp_seq_load_relaxed(void) { return __atomic_load_n
 static inline uint64_t ks_rcu_gp_seq_load_acquire(void) { return __atomic_load_n(&ks_rcu_gp_seq, __ATOMIC_ACQUIRE); }
 static inline void ks_rcu_gp_seq_store_relaxed(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq, value, __ATOMIC_RELAXED); }
 static inline void ks_rcu_gp_seq_store_release(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq, value, __ATOMIC_RELEASE); }
+
+/// Whether an updater's snapshot needs a full fence before it loads ks_rcu_gp_seq (1), or a compiler
+/// barrier that each grace period's membarrier(2) completes (0). 1 until the grace-period engine is
+/// made and finds membarrier; a flag of its own, since readers take their slow path on any bit of
+/// ks_fast_path_flags. Ordering: relaxed; set once, and a stale 1 only costs a fence.
+extern int ks_rcu_updater_fence;
+
+static inline int ks_rcu_updater_fence_get(void) { return __atomic_load_n(&ks_rcu_updater_fence, __ATOMIC_RELAXED); }
+static inline void ks_rcu_updater_fence_set(int value) { __atomic_store_n(&ks_rcu_updater_fence, value, __ATOMIC_RELAXED); }
 
 /// Compiler barrier: stops the compiler from moving memory accesses across it; emits no instruction.
 /// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.

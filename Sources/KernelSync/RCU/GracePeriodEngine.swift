@@ -84,8 +84,8 @@ final class GracePeriodEngine: @unchecked Sendable {
     private init() {
         let forced = environmentFlag("KSYNC_RCU_FORCE_FENCES")
         usesFences = forced || ks_membarrier_register_private_expedited() != 0
-        // One store of both bits: whoever sees the engine ready sees how readers order themselves.
-        ks_fast_path_flags_set(KS_FLAG_RCU_READY | (usesFences ? KS_FLAG_RCU_FENCES : 0), 1)
+        ks_fast_path_flags_set(KS_FLAG_RCU_FENCES, usesFences ? 1 : 0)
+        ks_rcu_updater_fence_set(usesFences ? 1 : 0)
     }
 
     // MARK: Registry
@@ -190,11 +190,10 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// (membarrier makes it a full one when it runs), or a full fence where readers issue fences.
     ///
     /// Before the engine exists it is a full fence, which is right whichever way readers will order
-    /// themselves (the flags say that only once the engine is made).
+    /// themselves (`ks_rcu_updater_fence` says which only once the engine is made).
     @inline(__always)
     static func barrierPairedWithFullBarrier() {
-        let flags = ks_fast_path_flags_get()
-        if _fastPath(flags & (KS_FLAG_RCU_READY | KS_FLAG_RCU_FENCES) == KS_FLAG_RCU_READY) {
+        if _fastPath(ks_rcu_updater_fence_get() == 0) {
             ks_compiler_barrier()
         } else {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
