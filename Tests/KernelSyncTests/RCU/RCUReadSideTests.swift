@@ -1,3 +1,5 @@
+import CKernelSync
+import Glibc
 @testable import KernelSync
 import Testing
 
@@ -10,6 +12,20 @@ import Testing
         #expect(RCU.isInReadSection)
         RCU.readUnlock()
         #expect(!RCU.isInReadSection)
+    }
+
+    /// The read side's lock and unlock test every bit of `ks_fast_path_flags` at once and take an
+    /// outlined slow path on any: with the validator off and grace periods on membarrier(2), no bit may
+    /// be set, or every reader pays a call per section. (A bit added there for the update side once
+    /// halved the mixed run's reader passes.)
+    @Test func theReadSideFastPathIsOpenWithTheValidatorOffAndMembarrier() async {
+        await #expect(processExitsWith: .success) {
+            Lockdep.mode = .off
+            RCU.synchronize()
+            guard RCU.usesMembarrier else { exit(0) }
+            precondition(ks_fast_path_flags_get() == 0, "flags \(ks_fast_path_flags_get()) send every read section down its slow path")
+            exit(0)
+        }
     }
 
     @Test func aThreadRegistersOnFirstUseAndIsUnregisteredAtExit() {
