@@ -259,7 +259,13 @@ final class Reclaimer: @unchecked Sendable {
         // The listing before the load of `idle` (see there), paired with the reclaimer's
         // fullBarrierOnAllThreads().
         GracePeriodEngine.barrierPairedWithFullBarrier()
+        // A full list is handed over before the thread runs what was handed back to it: those deinits
+        // may queue more (a retired object holding an RCUPointer retires its target), and a full list
+        // has no room (the hand-over threshold can be its capacity).
+        let full = count >= ThreadCallbacks.capacity
+        if full { handOver(list.takeUnretainedValue()) }
         if hasReturned && dropsReturned { runReturned(list.takeUnretainedValue()) }
+        if full { return }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
         } else if idle.load(ordering: .relaxed) {

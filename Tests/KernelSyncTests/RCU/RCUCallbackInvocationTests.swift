@@ -44,6 +44,43 @@ extension RCUCallbackTests {
         #expect(handedBack.values.count == retired)
     }
 
+    /// Retired objects whose deinit retires another object, as one holding an ``RCUPointer`` does.
+    final class HoldsAPointer: Sendable {
+        let pointer = RCUPointer<Plain>(Plain())
+        let ranHandedBack: Recorder<Bool>
+        init(_ ranHandedBack: Recorder<Bool>) { self.ranHandedBack = ranHandedBack }
+        deinit { ranHandedBack.append(ThreadCallbacks.currentIfRegistered?.ownerIsRunning == true) }
+    }
+    final class Plain: Sendable {}
+
+    /// The call that fills a thread's list (the hand-over threshold is its capacity by default) finds
+    /// callbacks handed back to the thread, whose deinits queue more: the full list must be handed
+    /// over first. It used to run them first, and their first queueing overflowed the list (a trap).
+    @Test func aFullListIsHandedOverBeforeTheCallbacksHandedBackRun() async {
+        await #expect(processExitsWith: .success) {
+            RCU.offloadsCallbacks = false
+            let capacity = ThreadCallbacks.capacity
+            precondition(Reclaimer.shared.handOffThreshold.load(ordering: .relaxed) == capacity)
+            let ranHandedBack = Recorder<Bool>()
+            for _ in 0..<20 {
+                // An empty list and nothing handed back; then a full list of such objects, handed over.
+                RCU.barrier()
+                for _ in 0..<capacity { RCU.retire(HoldsAPointer(ranHandedBack)) }
+                let list = ThreadCallbacks.currentIfRegistered!
+                // Their grace period passes and they come back to this thread (unless the reclaimer
+                // takes them over first: the round then proves nothing, and the next one tries again).
+                guard eventually(within: 5, { list.hasReturned.load(ordering: .relaxed) }) else { continue }
+                for _ in 0..<(capacity - 1) {
+                    RCU.retire(retained: Unmanaged.passRetained(Plain()), dropsReturned: false, file: #fileID, line: #line)
+                }
+                RCU.retire(Plain())
+            }
+            RCU.barrier()
+            precondition(ranHandedBack.values.contains(true), "no round ran the handed-back deinits on the full list's thread")
+            exit(0)
+        }
+    }
+
     @Test func withOffloadingEveryCallbackRunsOnTheReclaimer() {
         RCU.barrier()
         RCU.offloadsCallbacks = true
