@@ -54,6 +54,19 @@ public enum RCU {
         record._withUnsafeGuaranteedRef { $0.unlock(file: file, line: line) }
     }
 
+    /// Ends the read sections that `what` (an RCU callback, a work function) entered and left open on
+    /// return, and reports them: the thread runs callbacks or work items for others, and every later
+    /// grace period would wait for it. Called by the runners when ``RCUReaderRecord/currentNesting`` is
+    /// not zero after a callback.
+    ///
+    /// Kernel analogue: the `rcu_preempt_depth()` check of `process_one_work()`.
+    @inline(never)
+    static func endLeakedReadSections(by what: String) {
+        let depth = RCUReaderRecord.currentNesting
+        Lockdep.emit(RCUReportText.leakedReadSection(by: what, depth: depth))
+        for _ in 0..<depth { readUnlock() }
+    }
+
     /// Runs `body` in a read-side critical section.
     ///
     /// Kernel analogue: `scoped_guard(rcu)`.

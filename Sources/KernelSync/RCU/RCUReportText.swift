@@ -15,6 +15,10 @@ extension LockdepReport.Kind {
     public static let useAfterFree = Self(rawValue: "rcu-use-after-free")
     /// An object retired a second time.
     public static let doubleRetire = Self(rawValue: "rcu-double-retire")
+    /// An RCU callback or a work function returned inside a read section it entered: ended there, since
+    /// every later grace period would wait for it. Kernel: the `rcu_preempt_depth()` check of
+    /// `process_one_work()`, "BUG: workqueue leaked atomic, lock or RCU".
+    public static let leakedReadSection = Self(rawValue: "rcu-leaked-read-section")
 }
 
 /// Builds the RCU reports, in the shape of the kernel's RCU-lockdep splats.
@@ -77,6 +81,13 @@ enum RCUReportText {
         return LockdepReport(
             kind: .useAfterFree, classes: [object], lockClasses: [], thread: thread, site: site, text: text,
             occurrences: 1)
+    }
+
+    static func leakedReadSection(by what: String, depth: UInt) -> LockdepReport {
+        var text = ReportText.banner("BUG: \(what) leaked an RCU read-side critical section: \(thread)")
+        text += "RCU nest depth \(depth)->0 on return from \(what).\n"
+        text += "Every later grace period would have waited for this thread: the section is ended here.\n\n"
+        return report(.leakedReadSection, site: what, text: text)
     }
 
     static func doubleRetire(object: String, history: String, site: String) -> LockdepReport {

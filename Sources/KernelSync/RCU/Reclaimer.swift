@@ -328,7 +328,12 @@ final class Reclaimer: @unchecked Sendable {
         for index in segments.indices {
             // Through the buffer, so that no callback is copied (and its object retained) to run it.
             segments[index].callbacks.withUnsafeBufferPointer { callbacks in
-                for index in callbacks.indices { callbacks[index].perform(debugReclamation: debugReclamation) }
+                for index in callbacks.indices {
+                    callbacks[index].perform(debugReclamation: debugReclamation)
+                    if _slowPath(RCUReaderRecord.currentNesting != 0) {
+                        RCU.endLeakedReadSections(by: "an RCU callback (a closure queued with RCU.call, or a retired object's deinit)")
+                    }
+                }
             }
             ran += UInt64(segments[index].callbacks.count)
             let keepsCapacity = segments[index].callbacks.capacity <= 4 * Reclaimer.batchSize

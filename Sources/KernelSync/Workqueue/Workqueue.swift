@@ -332,6 +332,16 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
             runValidated(item, owner: owner)
         } else {
             owner.function(owner)
+            endLeakedReadSections(of: item)
+        }
+    }
+
+    /// A work function that returned inside a read section is reported and the section ended, in every
+    /// validator mode: the worker would otherwise hold up every grace period from then on.
+    @inline(__always)
+    private func endLeakedReadSections(of item: WorkItemCore) {
+        if _slowPath(RCUReaderRecord.currentNesting != 0) {
+            RCU.endLeakedReadSections(by: "work function \(item.name) on \(name)")
         }
     }
 
@@ -347,6 +357,8 @@ public final class Workqueue: @unchecked Sendable, CustomStringConvertible {
         let depth = thread.pointee.depth
         let atomicDepth = thread.pointee.atomicDepth
         owner.function(owner)
+        // First, so that the depth check below sees only the other locks it leaked.
+        endLeakedReadSections(of: item)
         if thread.pointee.depth != depth || thread.pointee.atomicDepth != atomicDepth {
             Lockdep.emit(WorkqueueReports.leakedLock(
                 queue: self, item: item, state: thread, expectedDepth: depth, expectedAtomicDepth: atomicDepth))

@@ -146,6 +146,31 @@ import Testing
         #expect(rcuReports(.barrierFromCallback, line: line).count == 1)
     }
 
+    /// Retired objects whose deinit enters a read section and never leaves it.
+    final class LeaksAReadSection: Sendable {
+        deinit { RCU.readLock() }
+    }
+
+    /// A callback, or a retired object's deinit, that returns inside a read section would hold up every
+    /// later grace period from its thread: reported and ended there, in every validator mode. (Before,
+    /// the next `synchronize` hung, silently; the alarm turns such a hang into a failure.)
+    @Test func aCallbackThatLeavesAReadSectionOpenIsReportedAndGracePeriodsGoOn() async {
+        await #expect(processExitsWith: .success) {
+            Lockdep.mode = .off
+            alarm(30)
+            RCU.call { RCU.readLock(); RCU.readLock() }
+            RCU.barrier()
+            RCU.synchronize()
+            for _ in 0..<300 { RCU.retire(LeaksAReadSection()) }
+            RCU.barrier()
+            RCU.synchronize()
+            precondition(!RCU.isInReadSection, "a deinit's section was left on this thread")
+            let leaks = Lockdep.reports.filter { $0.kind == .leakedReadSection }
+            precondition(leaks.contains { $0.text.contains("RCU nest depth 2->0") }, "\(leaks.map(\.text))")
+            exit(0)
+        }
+    }
+
     @Test func theBacklogBoundIsHonouredUnderARetireStorm() {
         let bound = 256
         RCU.maxBacklog = bound

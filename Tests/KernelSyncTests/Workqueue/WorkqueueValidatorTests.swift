@@ -43,6 +43,41 @@ import Testing
         queue.destroy()
     }
 
+    /// A worker left in a read section would hold up every grace period: reported and ended, with the
+    /// validator on (before its leaked-lock check, which then sees nothing left) and off. In a process
+    /// of its own, where a regression hangs `synchronize` until the alarm fails it, not the suite.
+    @Test func aFunctionThatReturnsInAReadSectionIsReportedAndTheSectionEnded() async {
+        await #expect(processExitsWith: .success) {
+            Lockdep.mode = .report
+            WorkqueueValidatorTests.leakAReadSectionFromAWorkFunction()
+            exit(0)
+        }
+    }
+
+    @Test func aFunctionThatReturnsInAReadSectionIsEndedWithTheValidatorOff() async {
+        await #expect(processExitsWith: .success) {
+            Lockdep.mode = .off
+            WorkqueueValidatorTests.leakAReadSectionFromAWorkFunction()
+            exit(0)
+        }
+    }
+
+    /// A worker left in a read section would hold up every grace period: reported and ended, with the
+    /// validator on (before its leaked-lock check, which then sees nothing left) and off. Run in a
+    /// process of its own, where a regression hangs `synchronize` until the alarm fails it, not the
+    /// suite.
+    static func leakAReadSectionFromAWorkFunction() {
+        alarm(30)
+        let queue = Workqueue(name: "wq-leak-rcu", line: 1)
+        let item = WorkItem(name: "leaks-rcu", line: 2) { _ in RCU.readLock() }
+        queue.queue(item)
+        item.flush()
+        RCU.synchronize()
+        let kinds = Lockdep.reports.filter { $0.site.contains("leaks-rcu") }.map(\.kind)
+        precondition(kinds == [.leakedReadSection], "\(kinds)")
+        queue.destroy()
+    }
+
     @Test func aFunctionThatReturnsInAtomicContextIsReported() {
         let queue = Workqueue(name: "wq-leak-atomic")
         let item = WorkItem(name: "leaks-atomic") { _ in Lockdep.enterAtomicContext("leaked") }
