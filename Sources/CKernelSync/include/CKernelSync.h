@@ -124,8 +124,8 @@ static inline uint64_t ks_rcu_gp_seq_load_acquire(void) { return __atomic_load_n
 static inline void ks_rcu_gp_seq_store_relaxed(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq, value, __ATOMIC_RELAXED); }
 static inline void ks_rcu_gp_seq_store_release(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq, value, __ATOMIC_RELEASE); }
 
-/// Whether an updater's snapshot needs a full fence before it loads ks_rcu_gp_seq (1), or a compiler
-/// barrier that each grace period's membarrier(2) completes (0). 1 until the grace-period engine is
+/// Whether the queueing side of the RCU reclaimer's idle handshake needs a full fence (1), or a compiler
+/// barrier that the reclaimer's membarrier(2) completes (0). 1 until the grace-period engine is
 /// made and finds membarrier; a flag of its own, since readers take their slow path on any bit of
 /// ks_fast_path_flags. Ordering: relaxed; set once, and a stale 1 only costs a fence.
 extern int ks_rcu_updater_fence;

@@ -111,17 +111,21 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// The sequence number at which a grace period that starts after this call will have completed
     /// (kernel `rcu_seq_snap()`): the next one when idle, the one after the current one otherwise.
     ///
-    /// Ordering: the caller's updates (removals) must come before the load of ``sequence``, or the
-    /// snapshot could name a grace period whose reader scan misses a reader that saw them. The light
-    /// side of the asymmetric barrier does it (liburcu's `smp_mb_slave()`, as on the read side): every
-    /// grace period stores its odd value, fences, and issues ``fullBarrierOnAllThreads()`` before it
-    /// scans. If this load saw the even value, that barrier ran on this thread after the load, so after
-    /// the updates, which it made visible before the scan; if it saw the odd value, the snapshot names
-    /// the next grace period. Where readers use fences, this is a full fence, as the kernel's `smp_mb()`
-    /// in `get_state_synchronize_rcu()`. It was a full fence everywhere: three a probe+remove cycle.
+    /// Ordering: a full fence before the load of ``sequence``, as the kernel's `smp_mb()` in
+    /// `get_state_synchronize_rcu()`: the caller's updates (removals) must be visible to every reader
+    /// that a grace period it may name will not wait for. Such a reader is one whose section began after
+    /// the grace period's first ``fullBarrierOnAllThreads()`` reached its thread, and it sees every
+    /// store that was visible then. The light side of that barrier (a compiler barrier, as on the read
+    /// side) does not suffice here, unlike on the read side: the barrier is the leader's, and it can
+    /// reach the reader's thread before it reaches this one, whose updates may still be in its store
+    /// buffer while the stale load names the grace period already running (found in review; the
+    /// session-6 version had the compiler barrier). Only a caller that leads the grace period itself is
+    /// covered by the leader's own fence. With a fence, if this load saw the even value, the leader's
+    /// odd store and fence came after it, and so after the updates, before its barrier reached any
+    /// reader; if it saw the odd value, the snapshot names the next grace period.
     @inline(__always)
     static func snapshot() -> UInt64 {
-        barrierPairedWithFullBarrier()
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         let current = ks_rcu_gp_seq_load_relaxed()
         return (current &+ 3) & ~1
     }
@@ -188,6 +192,9 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// liburcu `smp_mb_slave()`: the light side of ``fullBarrierOnAllThreads()``, for a thread whose
     /// store must come before a later load unless that barrier falls between them: a compiler barrier
     /// (membarrier makes it a full one when it runs), or a full fence where readers issue fences.
+    /// Only for a pairing where the thread that issues the barrier is the one that must see the store
+    /// (the reclaimer's idle handshake): a third thread's view is not ordered by it (see
+    /// ``snapshot()``).
     ///
     /// Before the engine exists it is a full fence, which is right whichever way readers will order
     /// themselves (`ks_rcu_updater_fence` says which only once the engine is made).
