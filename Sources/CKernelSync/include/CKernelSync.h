@@ -76,6 +76,15 @@ static inline uint64_t ks_cas_release_u64(uint64_t *slot, uint64_t expected, uin
     return expected;
 }
 
+/// How many KernelMutexes the calling thread holds, in every validator mode. The RCU reclaimer hands a
+/// thread back its callbacks to run only while it holds none, so that the deinits of retired objects
+/// never run inside a caller's critical section (the kernel runs them from softirq, not in the task
+/// that queued them). Ordering: none; the owning thread's own counter.
+extern __thread int ks_mutexes_held __attribute__((tls_model("initial-exec")));
+
+static inline void ks_mutexes_held_add(int delta) { ks_mutexes_held += delta; }
+static inline int ks_mutexes_held_get(void) { return ks_mutexes_held; }
+
 /// The calling thread's RCU reader record (an opaque, retained Swift object), or NULL while the thread is
 /// not registered with RCU (before first use, while offline, after exit). Separate from ks_thread_state so
 /// the RCU read side costs one %fs-relative load and never touches the validator's state.

@@ -81,7 +81,10 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
         if _fastPath(Lockdep.isIdle) {
             // Uncontended: one trylock, no other check. Busy: it may be the caller's own (a recursive
             // lock, which must not hang) or another thread's (wait for it).
-            if _fastPath(mutex.tryLock() == 0) { return }
+            if _fastPath(mutex.tryLock() == 0) {
+                ks_mutexes_held_add(1)
+                return
+            }
             lockContended(file: file, line: line)
             return
         }
@@ -98,7 +101,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
         precondition((0..<LockClass.maximumSubclasses).contains(subclass),
                      "lock(nested: \(subclass)) of \(lockClass.name) at \(file):\(line): subclass must be below \(LockClass.maximumSubclasses)")
         if Lockdep.isIdle {
-            if mutex.tryLock() != 0 { lockContended(file: file, line: line) }
+            if mutex.tryLock() == 0 { ks_mutexes_held_add(1) } else { lockContended(file: file, line: line) }
             return
         }
         lockSlow(subclass: subclass, file: file, line: line)
@@ -113,6 +116,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     public func tryLock(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         let rc = mutex.tryLock()
         if _fastPath(rc == 0) {
+            ks_mutexes_held_add(1)
             if !Lockdep.isIdle { acquired(subclass: 0, trylock: true, file: file, line: line) }
             return true
         }
@@ -135,6 +139,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
             }
             let rc = mutex.unlock()
             if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_unlock", rc, file: file, line: line) }
+            ks_mutexes_held_add(-1)
             return
         }
         unlockSlow(file: file, line: line)
@@ -238,6 +243,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
             rc = mutex.tryLock() == 0 ? 0 : mutex.lockSpinning()
         }
         if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_lock", rc, file: file, line: line) }
+        ks_mutexes_held_add(1)
     }
 
     /// Locks, recording the acquisition, whether it had to wait, and for how long.
@@ -262,6 +268,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
         if mutex.ownerThreadID == ks_gettid() { recursiveLock(file: file, line: line) }
         let rc = mutex.lockSpinning()
         if rc != 0 { pthreadFailed("pthread_mutex_lock", rc, file: file, line: line) }
+        ks_mutexes_held_add(1)
     }
 
     /// Records a successful trylock with the validator and the statistics.
@@ -289,6 +296,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
         let heldAt = flags & Lockdep.statisticsFlag != 0 ? acquiredAt : 0
         let rc = mutex.unlock()
         if rc != 0 { pthreadFailed("pthread_mutex_unlock", rc, file: file, line: line) }
+        ks_mutexes_held_add(-1)
         if heldAt != 0 {
             lockClass.statistics.recordHold(nanoseconds: monotonicNanoseconds() &- heldAt)
         }

@@ -326,8 +326,10 @@ public enum RCU {
     ///
     /// By default a thread drops its own retired objects (``retire(_:file:line:)``, `RCUList`
     /// deletions, `RCUPointer` replacements) inside one of its later ``call(_:)`` / `retire` calls made
-    /// outside read sections and atomic context (not inside `RCUPointer.assign` or an `RCUList`
-    /// deletion, which hold the update lock), as a CPU invokes its own callbacks in the kernel: their
+    /// outside read sections and atomic context and with no ``KernelMutex`` held (so never inside
+    /// `RCUPointer.assign` or an `RCUList` deletion, which hold the update lock, nor inside any other
+    /// critical section), as a CPU invokes its own callbacks in the kernel, from softirq rather than
+    /// inside the task's critical section: their
     /// deinits run there, on the core that last touched them. Closures queued with ``call(_:)`` always
     /// run on the reclaimer. What a thread does not get to within a couple of milliseconds, what exited
     /// threads leave, and everything when someone waits in ``barrier(file:line:)``, runs on the

@@ -275,13 +275,15 @@ final class Reclaimer: @unchecked Sendable {
 
     /// Runs the callbacks handed back to the calling thread, whose grace periods have passed, in the
     /// order it queued them. Not inside a read section, in atomic context, on the reclaimer or inside a
-    /// callback (where ``callerMayWait`` is false), nor while the reclaimer runs this thread's queue:
-    /// those are left for later, or for the reclaimer.
+    /// callback (where ``callerMayWait`` is false), not while the thread holds a ``KernelMutex``, nor
+    /// while the reclaimer runs this thread's queue: those are left for later, or for the reclaimer.
     ///
     /// Context: the thread that owns `list`; no library lock held.
     @inline(never)
     private func runReturned(_ list: ThreadCallbacks) {
-        guard callerMayWait else { return }
+        // Not with a KernelMutex held either: the deinits would run inside the caller's critical
+        // section, which they would lengthen, and a deinit that takes the lock would wait for itself.
+        guard callerMayWait && ks_mutexes_held_get() == 0 else { return }
         var segments: [ReturnedSegment] = lock.withLock {
             guard !list.reclaimerIsRunning else { return [] }
             let taken = takeReturned(list, ownerOnly: true)

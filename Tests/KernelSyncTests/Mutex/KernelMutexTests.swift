@@ -30,6 +30,48 @@ import Glibc
         }.join()
     }
 
+    /// The per-thread count of held mutexes (RCU runs handed-back callbacks only at zero) follows every
+    /// way of acquiring and releasing, and nothing that fails to.
+    @Test func theThreadsHeldCountFollowsEveryAcquisitionAndRelease() {
+        let first = KernelMutex(name: "held-count first")
+        let second = KernelMutex(name: "held-count second")
+        let base = ks_mutexes_held_get()
+        first.lock()
+        #expect(ks_mutexes_held_get() == base + 1)
+        #expect(second.tryLock())
+        #expect(!second.tryLock(), "held already: fails")
+        #expect(ks_mutexes_held_get() == base + 2)
+        second.unlock()
+        first.unlock()
+        #expect(ks_mutexes_held_get() == base)
+        first.lock(nested: 1)
+        #expect(ks_mutexes_held_get() == base + 1)
+        first.unlock()
+        second.unlock()
+        #expect(ks_mutexes_held_get() == base, "an unlock of a mutex not held is reported and changes nothing")
+        // The contended path: another thread holds it when this one asks.
+        let holding = Flag(), release = Flag()
+        let holder = KernelThread(name: "held-count holder") {
+            first.withLock {
+                holding.raise()
+                release.wait()
+            }
+        }
+        holding.wait()
+        let waiter = KernelThread(name: "held-count waiter") {
+            let before = ks_mutexes_held_get()
+            first.lock()
+            precondition(ks_mutexes_held_get() == before + 1)
+            first.unlock()
+            precondition(ks_mutexes_held_get() == before)
+        }
+        usleep(2_000)
+        release.raise()
+        holder.join()
+        waiter.join()
+        #expect(ks_mutexes_held_get() == base)
+    }
+
     @Test func mutexesCreatedAtOneLineShareAClassAndElsewhereDoNot() {
         let pair = (0..<2).map { _ in KernelMutex() }
         let other = KernelMutex()

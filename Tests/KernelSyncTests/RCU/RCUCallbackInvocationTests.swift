@@ -81,6 +81,41 @@ extension RCUCallbackTests {
         }
     }
 
+    /// Records whether its deinit ran while the thread held `lock`.
+    final class WatchesALock: Sendable {
+        let lock: KernelMutex
+        let heldAtDeinit: Recorder<Bool>
+        init(_ lock: KernelMutex, _ heldAtDeinit: Recorder<Bool>) {
+            self.lock = lock
+            self.heldAtDeinit = heldAtDeinit
+        }
+        deinit { heldAtDeinit.append(lock.isHeldByCurrentThread) }
+    }
+
+    /// A thread that retires while it holds a mutex never runs its handed-back callbacks inside that
+    /// critical section: the next retire outside it, or the reclaimer, runs them.
+    @Test func handedBackCallbacksNeverRunWhileTheThreadHoldsAMutex() {
+        RCU.barrier()
+        let offloading = RCU.offloadsCallbacks
+        RCU.offloadsCallbacks = false
+        defer { RCU.offloadsCallbacks = offloading }
+        let lock = KernelMutex(name: "rcu-test-retire-under-lock")
+        let heldAtDeinit = Recorder<Bool>()
+        let handedBack = Recorder<Bool>()
+        KernelThread(name: "rcu-test-retirer-under-lock") {
+            let deadline = monotonicNanoseconds() + 5_000_000_000
+            // Until some callback has been handed back to this thread and run by it, outside the lock.
+            while !handedBack.values.contains(true) && monotonicNanoseconds() < deadline {
+                lock.withLock { for _ in 0..<64 { RCU.retire(WatchesALock(lock, heldAtDeinit)) } }
+                RCU.retire(Tracked(handedBack))
+            }
+        }.join()
+        RCU.barrier()
+        #expect(handedBack.values.contains(true), "nothing was handed back to the retiring thread")
+        #expect(!heldAtDeinit.values.isEmpty)
+        #expect(!heldAtDeinit.values.contains(true), "a deinit ran inside the retiring thread's critical section")
+    }
+
     @Test func withOffloadingEveryCallbackRunsOnTheReclaimer() {
         RCU.barrier()
         RCU.offloadsCallbacks = true
