@@ -13,6 +13,7 @@ __thread int32_t ks_cached_tid __attribute__((tls_model("initial-exec"))) = 0;
 __thread void *ks_rcu_reader __attribute__((tls_model("initial-exec"))) = 0;
 __thread void *ks_callback_list __attribute__((tls_model("initial-exec"))) = 0;
 __thread int ks_mutexes_held __attribute__((tls_model("initial-exec"))) = 0;
+__thread int ks_returned_deferred __attribute__((tls_model("initial-exec"))) = 0;
 int ks_fast_path_flags = 0;
 unsigned long ks_rcu_gp_ctr = 1; /* RCUCounter.count: phase 0 */
 uint64_t ks_rcu_gp_seq = 0;

@@ -85,6 +85,14 @@ extern __thread int ks_mutexes_held __attribute__((tls_model("initial-exec")));
 static inline void ks_mutexes_held_add(int delta) { ks_mutexes_held += delta; }
 static inline int ks_mutexes_held_get(void) { return ks_mutexes_held; }
 
+/// Set when the calling thread found callbacks handed back to it while it held a KernelMutex: its
+/// last unlock runs them, as the kernel runs pending softirqs when a CPU leaves the section that held
+/// them off. Ordering: none; the owning thread's own flag.
+extern __thread int ks_returned_deferred __attribute__((tls_model("initial-exec")));
+
+static inline int ks_returned_deferred_get(void) { return ks_returned_deferred; }
+static inline void ks_returned_deferred_set(int value) { ks_returned_deferred = value; }
+
 /// The calling thread's RCU reader record (an opaque, retained Swift object), or NULL while the thread is
 /// not registered with RCU (before first use, while offline, after exit). Separate from ks_thread_state so
 /// the RCU read side costs one %fs-relative load and never touches the validator's state.

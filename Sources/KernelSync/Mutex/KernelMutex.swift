@@ -143,9 +143,19 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
             let rc = mutex.unlock()
             if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_unlock", rc, file: file, line: line) }
             ks_mutexes_held_add(-1)
+            if _slowPath(ks_returned_deferred_get() != 0) && ks_mutexes_held_get() == 0 { KernelMutex.runDeferredCallbacks() }
             return
         }
         unlockSlow(file: file, line: line)
+    }
+
+    /// The thread released its last mutex with RCU callbacks handed back to it that it found while it
+    /// held one (see ``Reclaimer/enqueue(_:dropsReturned:)``): runs them now, outside every critical
+    /// section, as the kernel runs pending softirqs on leaving a section that held them off.
+    @usableFromInline @inline(never)
+    static func runDeferredCallbacks() {
+        ks_returned_deferred_set(0)
+        Reclaimer.shared.runReturnedOfCurrentThread()
     }
 
     /// Runs `body` with the mutex held, and returns its result; the mutex is released however `body`
@@ -304,6 +314,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
             lockClass.statistics.recordHold(nanoseconds: monotonicNanoseconds() &- heldAt)
         }
         if flags & Lockdep.modeMask != 0 { Lockdep.release(instance: identity) }
+        if ks_returned_deferred_get() != 0 && ks_mutexes_held_get() == 0 { KernelMutex.runDeferredCallbacks() }
     }
 
     /// The caller locks a mutex it already holds. Continuing would deadlock, so this reports and stops

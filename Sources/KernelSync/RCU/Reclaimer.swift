@@ -264,7 +264,15 @@ final class Reclaimer: @unchecked Sendable {
         // has no room (the hand-over threshold can be its capacity).
         let full = count >= ThreadCallbacks.capacity
         if full { handOver(list.takeUnretainedValue()) }
-        if hasReturned && dropsReturned { runReturned(list.takeUnretainedValue()) }
+        if hasReturned {
+            // Not inside a critical section: the thread's last unlock runs them (or its next call
+            // outside one, or the reclaimer).
+            if ks_mutexes_held_get() != 0 {
+                ks_returned_deferred_set(1)
+            } else if dropsReturned {
+                runReturned(list.takeUnretainedValue())
+            }
+        }
         if full { return }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
@@ -273,10 +281,18 @@ final class Reclaimer: @unchecked Sendable {
         }
     }
 
+    /// ``runReturned(_:)`` for the calling thread's list, if it has one and something was handed back.
+    /// Context: as ``runReturned(_:)``.
+    func runReturnedOfCurrentThread() {
+        guard let list = ThreadCallbacks.currentIfRegistered, list.hasReturned.load(ordering: .relaxed) else { return }
+        runReturned(list)
+    }
+
     /// Runs the callbacks handed back to the calling thread, whose grace periods have passed, in the
     /// order it queued them. Not inside a read section, in atomic context, on the reclaimer or inside a
-    /// callback (where ``callerMayWait`` is false), not while the thread holds a ``KernelMutex``, nor
-    /// while the reclaimer runs this thread's queue: those are left for later, or for the reclaimer.
+    /// callback (where ``callerMayWait`` is false), not while the thread holds a ``KernelMutex`` (its
+    /// last unlock runs them then), nor while the reclaimer runs this thread's queue: those are left for
+    /// later, or for the reclaimer.
     ///
     /// Context: the thread that owns `list`; no library lock held.
     @inline(never)

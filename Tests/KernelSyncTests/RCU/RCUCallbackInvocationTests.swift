@@ -81,39 +81,59 @@ extension RCUCallbackTests {
         }
     }
 
-    /// Records whether its deinit ran while the thread held `lock`.
+    /// Records, when its deinit runs, whether the thread held `lock` and whether it was running the
+    /// callbacks handed back to it.
     final class WatchesALock: Sendable {
         let lock: KernelMutex
-        let heldAtDeinit: Recorder<Bool>
-        init(_ lock: KernelMutex, _ heldAtDeinit: Recorder<Bool>) {
+        let deinits: Recorder<(held: Bool, handedBack: Bool)>
+        init(_ lock: KernelMutex, _ deinits: Recorder<(held: Bool, handedBack: Bool)>) {
             self.lock = lock
-            self.heldAtDeinit = heldAtDeinit
+            self.deinits = deinits
         }
-        deinit { heldAtDeinit.append(lock.isHeldByCurrentThread) }
+        deinit {
+            deinits.append((lock.isHeldByCurrentThread, ThreadCallbacks.currentIfRegistered?.ownerIsRunning == true))
+        }
     }
 
-    /// A thread that retires while it holds a mutex never runs its handed-back callbacks inside that
-    /// critical section: the next retire outside it, or the reclaimer, runs them.
-    @Test func handedBackCallbacksNeverRunWhileTheThreadHoldsAMutex() {
+    /// A thread that retires only while it holds a mutex never runs its handed-back callbacks inside
+    /// that critical section; its unlock runs them, after it (as the kernel runs pending softirqs when
+    /// a section that held them off ends). With the validator on here (the unlock's slow path), and
+    /// off in a process of its own (the inlined fast path).
+    @Test func handedBackCallbacksRunAfterTheUnlockNeverInsideTheCriticalSection() {
+        let (ranAfterAnUnlock, ranInside) = RCUCallbackTests.retireUnderALock()
+        #expect(ranAfterAnUnlock, "no handed-back callback ran on the retiring thread after an unlock")
+        #expect(!ranInside, "a deinit ran inside the retiring thread's critical section")
+    }
+
+    @Test func handedBackCallbacksRunAfterTheUnlockWithTheValidatorOff() async {
+        await #expect(processExitsWith: .success) {
+            Lockdep.mode = .off
+            let (ranAfterAnUnlock, ranInside) = RCUCallbackTests.retireUnderALock()
+            precondition(ranAfterAnUnlock && !ranInside, "after an unlock: \(ranAfterAnUnlock), inside: \(ranInside)")
+            exit(0)
+        }
+    }
+
+    /// Retires on a new thread, only under a mutex, until a handed-back callback has run on it; returns
+    /// whether one ran before the thread's exit (which runs what is left either way), and whether any
+    /// ran inside the critical section.
+    static func retireUnderALock() -> (ranAfterAnUnlock: Bool, ranInside: Bool) {
         RCU.barrier()
         let offloading = RCU.offloadsCallbacks
         RCU.offloadsCallbacks = false
         defer { RCU.offloadsCallbacks = offloading }
         let lock = KernelMutex(name: "rcu-test-retire-under-lock")
-        let heldAtDeinit = Recorder<Bool>()
-        let handedBack = Recorder<Bool>()
+        let deinits = Recorder<(held: Bool, handedBack: Bool)>()
+        let ranBeforeExit = Flag()
         KernelThread(name: "rcu-test-retirer-under-lock") {
             let deadline = monotonicNanoseconds() + 5_000_000_000
-            // Until some callback has been handed back to this thread and run by it, outside the lock.
-            while !handedBack.values.contains(true) && monotonicNanoseconds() < deadline {
-                lock.withLock { for _ in 0..<64 { RCU.retire(WatchesALock(lock, heldAtDeinit)) } }
-                RCU.retire(Tracked(handedBack))
+            while !deinits.values.contains(where: { $0.handedBack }) && monotonicNanoseconds() < deadline {
+                lock.withLock { for _ in 0..<64 { RCU.retire(WatchesALock(lock, deinits)) } }
             }
+            if deinits.values.contains(where: { $0.handedBack }) { ranBeforeExit.raise() }
         }.join()
         RCU.barrier()
-        #expect(handedBack.values.contains(true), "nothing was handed back to the retiring thread")
-        #expect(!heldAtDeinit.values.isEmpty)
-        #expect(!heldAtDeinit.values.contains(true), "a deinit ran inside the retiring thread's critical section")
+        return (ranBeforeExit.isRaised, deinits.values.contains(where: { $0.held }))
     }
 
     @Test func withOffloadingEveryCallbackRunsOnTheReclaimer() {
