@@ -131,6 +131,10 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     /// Context: the caller holds the mutex. An unlock by a thread that does not hold it is reported and
     /// has no effect.
     ///
+    /// The thread's last unlock runs the RCU callbacks that were handed back to it while it held a
+    /// mutex (the deinits of objects it retired), which are never run inside a critical section (see
+    /// ``RCU/offloadsCallbacks``); one test of a thread-local flag otherwise.
+    ///
     /// Always inlined, as the lock is: a call (the optimizer's choice once the held count was added)
     /// cost the remove path 37 instructions an unlock, most of them the call's frame.
     @inlinable @inline(__always)
