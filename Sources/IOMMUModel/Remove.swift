@@ -60,6 +60,7 @@ extension IOMMUSystem {
     /// `__iommu_group_free_device()` by the seed): `lockdep_assert_held` and the `WARN_ON`.
     ///
     /// Context: `group->mutex` held (asserted).
+    @inline(__always)
     public func assertEmptyGroupOwnership(_ group: IOMMUGroup, file: StaticString = #fileID, line: UInt = #line) {
         group.mutex.assertHeld(file: file, line: line)
         // If the group has become empty then ownership must have been released, and the current
