@@ -116,7 +116,11 @@ extension RCUCallbackTests {
 
     /// Retires on a new thread, only under a mutex, until a handed-back callback has run on it; returns
     /// whether one ran before the thread's exit (which runs what is left either way), and whether any
-    /// ran inside the critical section.
+    /// handed-back callback ran inside the critical section. (A deinit may still run there as the
+    /// retire's own release of its argument, when the reclaimer ran the callback before `retire`
+    /// returned: in a debug build the retire's retain and release of its argument are not fused. That
+    /// is the caller's reference, not a callback, and it happened under TSan in 3 of 15 runs of the
+    /// suite.)
     static func retireUnderALock() -> (ranAfterAnUnlock: Bool, ranInside: Bool) {
         RCU.barrier()
         let offloading = RCU.offloadsCallbacks
@@ -133,7 +137,7 @@ extension RCUCallbackTests {
             if deinits.values.contains(where: { $0.handedBack }) { ranBeforeExit.raise() }
         }.join()
         RCU.barrier()
-        return (ranBeforeExit.isRaised, deinits.values.contains(where: { $0.held }))
+        return (ranBeforeExit.isRaised, deinits.values.contains(where: { $0.held && $0.handedBack }))
     }
 
     @Test func withOffloadingEveryCallbackRunsOnTheReclaimer() {
