@@ -17,7 +17,6 @@ __thread int ks_returned_deferred __attribute__((tls_model("initial-exec"))) = 0
 int ks_fast_path_flags = 0;
 unsigned long ks_rcu_gp_ctr = 1; /* RCUCounter.count: phase 0 */
 struct ks_rcu_gp_seq_line ks_rcu_gp_seq = { 0 };
-int ks_rcu_updater_fence = 1;
 
 /// -1: not read from the environment yet (Lockdep.initialFlags does that on first use).
 int ks_lockdep_flags = -1;

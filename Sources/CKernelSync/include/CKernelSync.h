@@ -144,15 +144,6 @@ static inline uint64_t ks_rcu_gp_seq_load_acquire(void) { return __atomic_load_n
 static inline void ks_rcu_gp_seq_store_relaxed(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq.value, value, __ATOMIC_RELAXED); }
 static inline void ks_rcu_gp_seq_store_release(uint64_t value) { __atomic_store_n(&ks_rcu_gp_seq.value, value, __ATOMIC_RELEASE); }
 
-/// Whether the queueing side of the RCU reclaimer's idle handshake needs a full fence (1), or a compiler
-/// barrier that the reclaimer's membarrier(2) completes (0). 1 until the grace-period engine is
-/// made and finds membarrier; a flag of its own, since readers take their slow path on any bit of
-/// ks_fast_path_flags. Ordering: relaxed; set once, and a stale 1 only costs a fence.
-extern int ks_rcu_updater_fence;
-
-static inline int ks_rcu_updater_fence_get(void) { return __atomic_load_n(&ks_rcu_updater_fence, __ATOMIC_RELAXED); }
-static inline void ks_rcu_updater_fence_set(int value) { __atomic_store_n(&ks_rcu_updater_fence, value, __ATOMIC_RELAXED); }
-
 /// Compiler barrier: stops the compiler from moving memory accesses across it; emits no instruction.
 /// Ordering: pairs with a membarrier(2) in the grace-period code, which makes it a full barrier.
 static inline void ks_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }

@@ -85,7 +85,6 @@ final class GracePeriodEngine: @unchecked Sendable {
         let forced = environmentFlag("KSYNC_RCU_FORCE_FENCES")
         usesFences = forced || ks_membarrier_register_private_expedited() != 0
         ks_fast_path_flags_set(KS_FLAG_RCU_FENCES, usesFences ? 1 : 0)
-        ks_rcu_updater_fence_set(usesFences ? 1 : 0)
     }
 
     // MARK: Registry
@@ -195,15 +194,12 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// Only for a pairing where the thread that issues the barrier is the one that must see the store
     /// (the reclaimer's idle handshake): a third thread's view is not ordered by it (see
     /// ``snapshot()``).
-    ///
-    /// Before the engine exists it is a full fence, which is right whichever way readers will order
-    /// themselves (`ks_rcu_updater_fence` says which only once the engine is made).
     @inline(__always)
-    static func barrierPairedWithFullBarrier() {
-        if _fastPath(ks_rcu_updater_fence_get() == 0) {
-            ks_compiler_barrier()
-        } else {
+    func barrierPairedWithFullBarrier() {
+        if usesFences {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
+        } else {
+            ks_compiler_barrier()
         }
     }
 

@@ -258,7 +258,7 @@ final class Reclaimer: @unchecked Sendable {
         let (count, hasReturned) = list._withUnsafeGuaranteedRef { ($0.append(callback), $0.hasReturned.load(ordering: .relaxed)) }
         // The listing before the load of `idle` (see there), paired with the reclaimer's
         // fullBarrierOnAllThreads().
-        GracePeriodEngine.barrierPairedWithFullBarrier()
+        engine.barrierPairedWithFullBarrier()
         // A full list is handed over before the thread runs what was handed back to it: those deinits
         // may queue more (a retired object holding an RCUPointer retires its target), and a full list
         // has no room (the hand-over threshold can be its capacity).
