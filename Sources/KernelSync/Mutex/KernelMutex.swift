@@ -146,11 +146,18 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
             }
             let rc = mutex.unlock()
             if _slowPath(rc != 0) { pthreadFailed("pthread_mutex_unlock", rc, file: file, line: line) }
-            ks_mutexes_held_add(-1)
-            if _slowPath(ks_returned_deferred_get() != 0) && ks_mutexes_held_get() == 0 { KernelMutex.runDeferredCallbacks() }
+            KernelMutex.released()
             return
         }
         unlockSlow(file: file, line: line)
+    }
+
+    /// Counts one mutex fewer held by the calling thread; the last one's release runs the RCU callbacks
+    /// handed back to the thread meanwhile. Context: after the unlock.
+    @inlinable @inline(__always)
+    static func released() {
+        ks_mutexes_held_add(-1)
+        if _slowPath(ks_returned_deferred_get() != 0) && ks_mutexes_held_get() == 0 { runDeferredCallbacks() }
     }
 
     /// The thread released its last mutex with RCU callbacks handed back to it that it found while it
@@ -313,12 +320,11 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
         let heldAt = flags & Lockdep.statisticsFlag != 0 ? acquiredAt : 0
         let rc = mutex.unlock()
         if rc != 0 { pthreadFailed("pthread_mutex_unlock", rc, file: file, line: line) }
-        ks_mutexes_held_add(-1)
         if heldAt != 0 {
             lockClass.statistics.recordHold(nanoseconds: monotonicNanoseconds() &- heldAt)
         }
         if flags & Lockdep.modeMask != 0 { Lockdep.release(instance: identity) }
-        if ks_returned_deferred_get() != 0 && ks_mutexes_held_get() == 0 { KernelMutex.runDeferredCallbacks() }
+        KernelMutex.released()
     }
 
     /// The caller locks a mutex it already holds. Continuing would deadlock, so this reports and stops
