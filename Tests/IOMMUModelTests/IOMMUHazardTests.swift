@@ -42,28 +42,41 @@ import Testing
 
     // MARK: Hazard 2: cancelSync of broken_work under group->mutex
 
-    /// Runs the broken work once (so the validator learns work → group->mutex), waits until it is idle,
-    /// then removes the device: the free cancels or disables the idle work. Never deadlocks.
-    private func removeAfterTheWorkRanOnce(_ variant: RemoveVariant) throws -> IOMMUSystem {
-        let system = makeSystem(variant, tag: "hazard2")
-        let device = Device(name: "quarantined", topology: 1)
-        try system.probeDevice(device)
-        let gdev = try #require(system.groupDevice(of: device))
-        #expect(system.reportDeviceBroken(device))
+    /// Probes devices named `names` into one group, runs the first one's broken work once (so the
+    /// validator learns work → group->mutex) and waits until it is idle. Returns the devices, in order.
+    private func devicesWhoseFirstWorkRanOnce(in system: IOMMUSystem, _ names: [String]) throws -> [Device] {
+        let devices = names.map { Device(name: $0, topology: 1) }
+        for device in devices { try system.probeDevice(device) }
+        let gdev = try #require(system.groupDevice(of: devices[0]))
+        #expect(system.reportDeviceBroken(devices[0]))
         gdev.brokenWork.flush()
         #expect(!gdev.brokenWork.isPending && !gdev.brokenWork.isRunning)
+        return devices
+    }
+
+    /// Runs the broken work once, then removes the device: the free cancels or disables the idle work.
+    /// Never deadlocks.
+    private func removeAfterTheWorkRanOnce(_ variant: RemoveVariant) throws -> IOMMUSystem {
+        let system = makeSystem(variant, tag: "hazard2")
+        let device = try devicesWhoseFirstWorkRanOnce(in: system, ["quarantined"])[0]
         system.removeDevice(device)
         return system
     }
 
-    @Test func freeingUnderTheMutexIsReportedAsACircularDependencyWithTheBrokenWork() throws {
-        let system = try removeAfterTheWorkRanOnce(.freeUnderMutex)
-        defer { system.shutdown() }
+    /// Hazard 2 as the validator reports it: one circular dependency, between group->mutex and the
+    /// broken work.
+    private func expectOneCycleThroughTheBrokenWork(_ system: IOMMUSystem) throws {
         let cycles = system.reports.filter { $0.kind == .circularDependency }
         #expect(cycles.count == 1)
         let cycle = try #require(cycles.first)
         #expect(cycle.involves(system.lockClasses.groupMutex))
         #expect(cycle.classes.contains { $0.contains("gdev->broken_work") })
+    }
+
+    @Test func freeingUnderTheMutexIsReportedAsACircularDependencyWithTheBrokenWork() throws {
+        let system = try removeAfterTheWorkRanOnce(.freeUnderMutex)
+        defer { system.shutdown() }
+        try expectOneCycleThroughTheBrokenWork(system)
     }
 
     @Test func freeingUnderTheMutexIsReportedForADeviceWhoseWorkWasNeverMade() throws {
@@ -72,22 +85,13 @@ import Testing
         // records the cancel's wait, under the mutex.
         let system = makeSystem(.freeUnderMutex, tag: "hazard2-unmade")
         defer { system.shutdown() }
-        let reported = Device(name: "quarantined", topology: 1)
-        let quiet = Device(name: "never-reported", topology: 1)
-        try system.probeDevice(reported)
-        try system.probeDevice(quiet)
-        let gdev = try #require(system.groupDevice(of: reported))
-        #expect(system.reportDeviceBroken(reported))
-        gdev.brokenWork.flush()
+        let devices = try devicesWhoseFirstWorkRanOnce(in: system, ["quarantined", "never-reported"])
         #expect(system.reports.isEmpty)
 
-        system.removeDevice(quiet)
+        system.removeDevice(devices[1])
 
-        let cycles = system.reports.filter { $0.kind == .circularDependency }
-        #expect(cycles.count == 1)
-        #expect(cycles.first?.involves(system.lockClasses.groupMutex) == true)
-        #expect(cycles.first?.classes.contains { $0.contains("gdev->broken_work") } == true)
-        system.removeDevice(reported)
+        try expectOneCycleThroughTheBrokenWork(system)
+        system.removeDevice(devices[0])
     }
 
     @Test(arguments: [RemoveVariant.deferredCancel, .deferredDisable, .deferredDisableRCU])
