@@ -161,7 +161,7 @@ public final class KernelMutex: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// The thread released its last mutex with RCU callbacks handed back to it that it found while it
-    /// held one (see ``Reclaimer/enqueue(_:dropsReturned:)``): runs them now, outside every critical
+    /// held one (see ``Reclaimer/enqueue(_:)``): runs them now, outside every critical
     /// section, as the kernel runs pending softirqs on leaving a section that held them off.
     @usableFromInline @inline(never)
     static func runDeferredCallbacks() {

@@ -196,17 +196,16 @@ public enum RCU {
         retire(retained: Unmanaged.passRetained(object), file: file, line: line)
     }
 
-    /// ``retire(_:file:line:)`` of a reference the caller owns (+1) and hands over, without a retain;
-    /// `dropsReturned` as in ``Reclaimer/enqueue(_:dropsReturned:)``.
+    /// ``retire(_:file:line:)`` of a reference the caller owns (+1) and hands over, without a retain.
     static func retire<Object: AnyObject>(
-        retained object: Unmanaged<Object>, dropsReturned: Bool = true, file: StaticString, line: UInt
+        retained object: Unmanaged<Object>, file: StaticString, line: UInt
     ) {
         let reference = RetiredObject.erase(object)
         if debugReclamation { markRetired(reference, file: file, line: line) }
-        Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)), dropsReturned: dropsReturned)
+        Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)))
     }
 
-    /// ``retire(retained:dropsReturned:file:line:)`` of two references in one deferred action.
+    /// ``retire(retained:file:line:)`` of two references in one deferred action.
     static func retire(
         retained first: Unmanaged<AnyObject>, and second: Unmanaged<AnyObject>, file: StaticString, line: UInt
     ) {
@@ -226,15 +225,14 @@ public enum RCU {
 
     /// Drops a reference (+1) that readers may have reached until `cookie` was taken, without poisoning
     /// its object: at once if that grace period has elapsed, otherwise after it. The `free()` of
-    /// ``RCUDetached`` and ``RCUReplaced``; `dropsReturned` as in ``Reclaimer/enqueue(_:dropsReturned:)``
-    /// (false under the update lock).
+    /// ``RCUDetached`` and ``RCUReplaced``.
     static func drop<Object: AnyObject>(
-        retained reference: Unmanaged<Object>, after cookie: GracePeriodCookie, dropsReturned: Bool = true
+        retained reference: Unmanaged<Object>, after cookie: GracePeriodCookie
     ) {
         if poll(cookie) {
             reference.release()
         } else {
-            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)), dropsReturned: dropsReturned)
+            Reclaimer.shared.enqueue(.drop(RetiredObject(retained: reference)))
         }
     }
 

@@ -173,7 +173,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     @discardableResult
     public func delete(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         guard let detached = detach(element, holding: lock, file: file, line: line) else { return false }
-        detached.retire(dropsReturned: false, file: file, line: line)
+        detached.retire(file: file, line: line)
         return true
     }
 
@@ -190,8 +190,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
     @discardableResult
     public func unlink(_ element: Element, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         guard let detached = detach(element, holding: lock, file: file, line: line) else { return false }
-        // Under the update lock: what was handed back to this thread waits for a later call.
-        detached.free(dropsReturned: false)
+        detached.free()
         return true
     }
 
@@ -260,7 +259,7 @@ public final class RCUList<Element: RCUListElement>: @unchecked Sendable {
         // publication.
         let unlinked = previous._withUnsafeGuaranteedRef { $0.next.exchange(RCUListElement.encode(new), ordering: .releasing) }
         if tail === old { tail = new }
-        RCUDetached<Element>(unlinkedLink: unlinked).retire(dropsReturned: false, file: file, line: line)
+        RCUDetached<Element>(unlinkedLink: unlinked).retire(file: file, line: line)
         return true
     }
 
@@ -379,15 +378,10 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     ///
     /// Kernel analogue: the `kfree()` after `synchronize_rcu()`.
     public consuming func free() {
-        free(dropsReturned: true)
-    }
-
-    /// ``free()``; `dropsReturned` as in ``Reclaimer/enqueue(_:dropsReturned:)``.
-    consuming func free(dropsReturned: Bool) {
         let reference = reference
         let detachedAt = detachedAt
         discard self
-        RCU.drop(retained: reference, after: detachedAt, dropsReturned: dropsReturned)
+        RCU.drop(retained: reference, after: detachedAt)
     }
 
     /// Hands the list's reference and `replaced`'s to the reclaimer as one retire of both (one retire of
@@ -402,14 +396,13 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
         }
     }
 
-    /// Hands the list's reference to the reclaimer as a retire of the element; `dropsReturned` as in
-    /// ``Reclaimer/enqueue(_:dropsReturned:)``. Context: as ``RCU/retire(_:file:line:)``.
-    consuming func retire(dropsReturned: Bool = true, file: StaticString, line: UInt) {
+    /// Hands the list's reference to the reclaimer as a retire of the element. Context: as
+    /// ``RCU/retire(_:file:line:)``.
+    consuming func retire(file: StaticString, line: UInt) {
         let reference = reference
         discard self
-        RCU.retire(retained: reference, dropsReturned: dropsReturned, file: file, line: line)
+        RCU.retire(retained: reference, file: file, line: line)
     }
 
-    // Perhaps under the update lock: what was handed back to this thread waits for a later call.
-    deinit { RCU.drop(retained: reference, after: detachedAt, dropsReturned: false) }
+    deinit { RCU.drop(retained: reference, after: detachedAt) }
 }

@@ -57,7 +57,6 @@ public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     }
 
     deinit {
-        // Perhaps under the update lock: what was handed back to this thread waits for a later call.
-        if let reference { RCU.retire(retained: reference, dropsReturned: false, file: #fileID, line: #line) }
+        if let reference { RCU.retire(retained: reference, file: #fileID, line: #line) }
     }
 }

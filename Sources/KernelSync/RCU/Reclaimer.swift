@@ -15,8 +15,8 @@ import Synchronization
 /// Where callbacks run: as in the kernel, where a CPU invokes its own callbacks (in softirq) once
 /// their grace period has passed, each batch goes back to the threads that queued it: a thread's
 /// callbacks wait in one queue of its own (``ThreadCallbacks/returned``), in the order it queued them,
-/// and the thread drops its retired objects itself at its next ``enqueue(_:dropsReturned:)`` made
-/// outside read sections and atomic context (and not from an update that holds the update lock). They
+/// and the thread drops its retired objects itself at its next ``enqueue(_:)`` made outside read
+/// sections and atomic context, or at its last unlock if it holds a ``KernelMutex`` then. They
 /// are then released on the core that allocated them and last
 /// touched them: their memory goes back to that thread's malloc cache, and the reference counts of the
 /// objects they point to (shared by every writer) are not moved to the reclaimer's core and back, once
@@ -139,7 +139,7 @@ final class Reclaimer: @unchecked Sendable {
     }
 
     /// The callbacks' pseudo-lock, "rcu_callbacks": held by the reclaimer while a batch runs, acquired and
-    /// released by each ``enqueue(_:dropsReturned:)`` caller that could wait for room.
+    /// released by each ``enqueue(_:)`` caller that could wait for room.
     let callbacksMap = LockdepMap(name: "rcu_callbacks")
 
     /// Adaptive (spins briefly before sleeping): every writer of a remove path takes it for a few
@@ -236,11 +236,10 @@ final class Reclaimer: @unchecked Sendable {
     private static func handOffThreshold(maxBacklog: Int) -> Int { min(256, max(1, maxBacklog / 16)) }
 
     /// Queues `action` to run after a grace period, on the calling thread's list; hands the list over,
-    /// waiting for room when the backlog is full, once it holds ``handOffThreshold`` callbacks. With
-    /// `dropsReturned` (the default), first drops what was handed back to the thread (see
-    /// ``runReturned(_:)``); the update-side calls that hold the update lock by contract
-    /// (``RCUPointer/assign(_:holding:file:line:)``, ``RCUList`` deletions) pass false, so that a
-    /// critical section never grows by a batch of deinits that the next call outside it can run.
+    /// waiting for room when the backlog is full, once it holds ``handOffThreshold`` callbacks. Drops
+    /// what was handed back to the thread first (``runReturned(_:)``), or, inside a critical section
+    /// (the update-side calls that hold the update lock by contract, ``RCUPointer/assign(_:holding:file:line:)``
+    /// and ``RCUList`` deletions, among others), leaves that to the thread's last unlock.
     ///
     /// With the validator on, a caller that could wait acquires and releases ``callbacksMap`` on every
     /// call, full backlog or not: holding a lock that a callback takes is reported as the deadlock it
@@ -250,7 +249,7 @@ final class Reclaimer: @unchecked Sendable {
     ///
     /// Context: may block when the backlog is full, except on the reclaimer thread, in a read section and
     /// in atomic context, where it is admitted above the bound.
-    func enqueue(_ action: consuming Callback.Action, dropsReturned: Bool = true) {
+    func enqueue(_ action: consuming Callback.Action) {
         if Lockdep.isValidating { recordPossibleWait() }
         let callback = Callback(target: GracePeriodEngine.snapshot(), action: consume action)
         // Unretained: the thread's TLS slot holds the list as long as the thread runs.
@@ -264,15 +263,7 @@ final class Reclaimer: @unchecked Sendable {
         // has no room (the hand-over threshold can be its capacity).
         let full = count >= ThreadCallbacks.capacity
         if full { handOver(list.takeUnretainedValue()) }
-        if hasReturned {
-            // Not inside a critical section: the thread's last unlock runs them (or its next call
-            // outside one, or the reclaimer).
-            if ks_mutexes_held_get() != 0 {
-                ks_returned_deferred_set(1)
-            } else if dropsReturned {
-                runReturned(list.takeUnretainedValue())
-            }
-        }
+        if hasReturned { runReturned(list.takeUnretainedValue()) }
         if full { return }
         if count >= handOffThreshold.load(ordering: .relaxed) {
             handOver(list.takeUnretainedValue())
@@ -290,16 +281,20 @@ final class Reclaimer: @unchecked Sendable {
 
     /// Runs the callbacks handed back to the calling thread, whose grace periods have passed, in the
     /// order it queued them. Not inside a read section, in atomic context, on the reclaimer or inside a
-    /// callback (where ``callerMayWait`` is false), not while the thread holds a ``KernelMutex`` (its
-    /// last unlock runs them then), nor while the reclaimer runs this thread's queue: those are left for
-    /// later, or for the reclaimer.
+    /// callback (where ``callerMayWait`` is false), not while the thread holds a ``KernelMutex`` (noted
+    /// for its last unlock, which runs them), nor while the reclaimer runs this thread's queue: those
+    /// are left for later, or for the reclaimer.
     ///
     /// Context: the thread that owns `list`; no library lock held.
     @inline(never)
     private func runReturned(_ list: ThreadCallbacks) {
+        guard callerMayWait else { return }
         // Not with a KernelMutex held either: the deinits would run inside the caller's critical
         // section, which they would lengthen, and a deinit that takes the lock would wait for itself.
-        guard callerMayWait && ks_mutexes_held_get() == 0 else { return }
+        if ks_mutexes_held_get() != 0 {
+            ks_returned_deferred_set(1)
+            return
+        }
         var segments: [ReturnedSegment] = lock.withLock {
             guard !list.reclaimerIsRunning else { return [] }
             let taken = takeReturned(list, ownerOnly: true)
