@@ -144,6 +144,13 @@ public enum RCU {
         GracePeriodCookie(target: GracePeriodEngine.snapshot())
     }
 
+    /// ``snapshot()`` taken right after the atomic exchange of an update (an unlink, a pointer
+    /// replacement), which on x86 is itself the full barrier the snapshot needs: the tokens' cookies.
+    @inlinable @inline(__always)
+    static func snapshotAfterAtomicUpdate() -> GracePeriodCookie {
+        GracePeriodCookie(target: GracePeriodEngine.snapshotAfterAtomicUpdate())
+    }
+
     /// Like ``snapshot()``, and makes sure that grace period will run even if nobody else waits for it
     /// (the reclaimer thread runs it).
     ///
@@ -197,23 +204,26 @@ public enum RCU {
     }
 
     /// ``retire(_:file:line:)`` of a reference the caller owns (+1) and hands over, without a retain.
+    /// With `cookie`, a snapshot the caller took after unpublishing the object (a token's), the callback
+    /// waits for that grace period instead of one named now.
     static func retire<Object: AnyObject>(
-        retained object: Unmanaged<Object>, file: StaticString, line: UInt
+        retained object: Unmanaged<Object>, after cookie: GracePeriodCookie? = nil, file: StaticString, line: UInt
     ) {
         let reference = RetiredObject.erase(object)
         if debugReclamation { markRetired(reference, file: file, line: line) }
-        Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)))
+        Reclaimer.shared.enqueue(.release(RetiredObject(retained: reference)), after: cookie)
     }
 
-    /// ``retire(retained:file:line:)`` of two references in one deferred action.
+    /// ``retire(retained:after:file:line:)`` of two references in one deferred action.
     static func retire(
-        retained first: Unmanaged<AnyObject>, and second: Unmanaged<AnyObject>, file: StaticString, line: UInt
+        retained first: Unmanaged<AnyObject>, and second: Unmanaged<AnyObject>, after cookie: GracePeriodCookie,
+        file: StaticString, line: UInt
     ) {
         if debugReclamation {
             markRetired(first, file: file, line: line)
             markRetired(second, file: file, line: line)
         }
-        Reclaimer.shared.enqueue(.releasePair(RetiredObject(retained: first), RetiredObject(retained: second)))
+        Reclaimer.shared.enqueue(.releasePair(RetiredObject(retained: first), RetiredObject(retained: second)), after: cookie)
     }
 
     /// Records where an ``RCUProtected`` object was retired, for debug reclamation's reports.

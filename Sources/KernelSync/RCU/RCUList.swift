@@ -358,11 +358,12 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     @usableFromInline let detachedAt: GracePeriodCookie
 
     /// Takes over the reference that `bits`, the old value of the `next` that pointed at the element,
-    /// held; the grace period starts counting now. Context: the element was just unlinked.
+    /// held; the grace period starts counting now. Context: the element was just unlinked by an atomic
+    /// exchange of that `next`, with no update since (the cookie relies on the exchange's barrier).
     @inlinable
     init(unlinkedLink bits: UInt) {
         reference = Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
-        detachedAt = RCU.snapshot()
+        detachedAt = RCU.snapshotAfterAtomicUpdate()
     }
 
     /// The element.
@@ -386,22 +387,28 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
 
     /// Hands the list's reference and `replaced`'s to the reclaimer as one retire of both (one retire of
     /// the element when `replaced` holds nothing). Context: as ``RCU/retire(_:file:line:)``.
+    /// The callback waits for the later of the two tokens' cookies, which were taken after their
+    /// updates: no fresh snapshot (and its fence) is needed.
     consuming func retire<Other>(along replaced: consuming RCUReplaced<Other>, file: StaticString, line: UInt) {
         let reference = reference
+        let detachedAt = detachedAt
         discard self
+        let replacedAt = replaced.replacedAt
         if let other = replaced.take() {
-            RCU.retire(retained: RetiredObject.erase(reference), and: RetiredObject.erase(other), file: file, line: line)
+            RCU.retire(retained: RetiredObject.erase(reference), and: RetiredObject.erase(other),
+                       after: max(detachedAt, replacedAt), file: file, line: line)
         } else {
-            RCU.retire(retained: reference, file: file, line: line)
+            RCU.retire(retained: reference, after: detachedAt, file: file, line: line)
         }
     }
 
-    /// Hands the list's reference to the reclaimer as a retire of the element. Context: as
-    /// ``RCU/retire(_:file:line:)``.
+    /// Hands the list's reference to the reclaimer as a retire of the element, after the grace period
+    /// the detach named. Context: as ``RCU/retire(_:file:line:)``.
     consuming func retire(file: StaticString, line: UInt) {
         let reference = reference
+        let detachedAt = detachedAt
         discard self
-        RCU.retire(retained: reference, file: file, line: line)
+        RCU.retire(retained: reference, after: detachedAt, file: file, line: line)
     }
 
     deinit { RCU.drop(retained: reference, after: detachedAt) }

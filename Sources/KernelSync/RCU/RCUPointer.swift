@@ -75,8 +75,9 @@ public final class RCUPointer<T: AnyObject>: @unchecked Sendable {
     /// when the reclamation backlog is full (see ``RCU/call(_:)``).
     public func assign(_ new: __shared T?, holding lock: KernelMutex, file: StaticString = #fileID, line: UInt = #line) {
         if let old = exchange(new, holding: lock, what: "rcu_assign_pointer()", file: file, line: line) {
-            // Under the update lock: what was handed back to this thread runs at its unlock.
-            RCU.retire(retained: old, file: file, line: line)
+            // Under the update lock: what was handed back to this thread runs at its unlock. The
+            // cookie right after the exchange, whose barrier it relies on.
+            RCU.retire(retained: old, after: RCU.snapshotAfterAtomicUpdate(), file: file, line: line)
         }
     }
 

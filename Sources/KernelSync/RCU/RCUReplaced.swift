@@ -15,11 +15,12 @@ public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     @usableFromInline let replacedAt: GracePeriodCookie
 
     /// Takes over the pointer's reference to its previous object; the grace period starts counting now.
-    /// Context: the object was just unpublished.
+    /// Context: the object was just unpublished by an atomic exchange of the pointer, with no update
+    /// since (the cookie relies on the exchange's barrier).
     @inlinable
     init(previous: Unmanaged<Object>?) {
         reference = previous
-        replacedAt = previous == nil ? GracePeriodCookie(target: 0) : RCU.snapshot()
+        replacedAt = previous == nil ? GracePeriodCookie(target: 0) : RCU.snapshotAfterAtomicUpdate()
     }
 
     /// The previous object, or nil. Valid as long as this value is.
@@ -45,8 +46,9 @@ public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     ///
     /// Context: as ``RCU/retire(_:file:line:)``.
     public consuming func retire(file: StaticString = #fileID, line: UInt = #line) {
+        let replacedAt = replacedAt
         guard let reference = take() else { return }
-        RCU.retire(retained: reference, file: file, line: line)
+        RCU.retire(retained: reference, after: replacedAt, file: file, line: line)
     }
 
     /// The reference, handed to the caller, who must retire it. Consumes the token.
@@ -57,6 +59,6 @@ public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     }
 
     deinit {
-        if let reference { RCU.retire(retained: reference, file: #fileID, line: #line) }
+        if let reference { RCU.retire(retained: reference, after: replacedAt, file: #fileID, line: #line) }
     }
 }

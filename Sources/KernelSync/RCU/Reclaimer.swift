@@ -247,11 +247,14 @@ final class Reclaimer: @unchecked Sendable {
     /// only in the runs that happen to fill it. A chain-cache hit after the first call; with the validator
     /// off it costs one flag test.
     ///
+    /// The callback waits for the grace period `cookie` names, a snapshot the caller took after its
+    /// update (a token's, taken right after the unlink), or without one for a grace period named now.
+    ///
     /// Context: may block when the backlog is full, except on the reclaimer thread, in a read section and
     /// in atomic context, where it is admitted above the bound.
-    func enqueue(_ action: consuming Callback.Action) {
+    func enqueue(_ action: consuming Callback.Action, after cookie: GracePeriodCookie? = nil) {
         if Lockdep.isValidating { recordPossibleWait() }
-        let callback = Callback(target: GracePeriodEngine.snapshot(), action: consume action)
+        let callback = Callback(target: cookie?.target ?? GracePeriodEngine.snapshot(), action: consume action)
         // Unretained: the thread's TLS slot holds the list as long as the thread runs.
         let list = ThreadCallbacks.current(registeringWith: self)
         let (count, hasReturned) = list._withUnsafeGuaranteedRef { ($0.append(callback), $0.hasReturned.load(ordering: .relaxed)) }

@@ -85,11 +85,29 @@ import Testing
         #expect(lock.withLock { pointer.dereferenceProtected(holding: lock)?.number } == 2)
     }
 
-    @Test func anUnconsumedReplacementIsRetiredNotDropped() {
+    /// The ways an updater unpublishes an object and hands over the pointer's reference to it.
+    enum Unpublish: CaseIterable, Sendable {
+        /// `assign` (`rcu_replace_pointer()` + `kfree_rcu()`).
+        case assign
+        /// `replace`, then `retire()` of the token.
+        case replaceThenRetire
+        /// `replace`, and the token dropped unconsumed: retired, not dropped.
+        case replaceThenDrop
+    }
+
+    @Test(.serialized, arguments: Unpublish.allCases)
+    func anUnpublishedObjectOutlivesTheReadersThatLoadedIt(_ unpublish: Unpublish) {
         let (pointer, watched) = pointerToFreshVersion(1)
-        let lock = KernelMutex(name: "rcu-test-pointer-replace-drop")
+        let lock = KernelMutex(name: "rcu-test-pointer-unpublish-\(unpublish)")
         whileAReaderStandsOn(pointer) {
-            lock.withLock { _ = pointer.replace(with: nil, holding: lock) }
+            lock.withLock {
+                switch unpublish {
+                case .assign: pointer.assign(Version(2), holding: lock)
+                case .replaceThenRetire: pointer.replace(with: Version(2), holding: lock).retire()
+                case .replaceThenDrop: _ = pointer.replace(with: nil, holding: lock)
+                }
+            }
+            letTheReclaimerCatchUp()
             #expect(watched() != nil, "alive while a reader that loaded it is inside its section")
         }
         RCU.barrier()
@@ -161,6 +179,7 @@ import Testing
                 }
                 RCU.retire(detached, along: pointer.replace(with: nil, holding: lock))
             }
+            letTheReclaimerCatchUp()
             #expect(watched() != nil && watchedMember != nil, "both wait for the reader's section")
         }
         RCU.barrier()
@@ -168,6 +187,28 @@ import Testing
         // object, is poisoned and quarantined rather than dropped.)
         #expect(watched() == nil && (watchedMember == nil || watchedMember?.isPoisoned == true),
                 "both dropped after the grace period")
+    }
+
+    @Test func theTokensNameAGracePeriodThatStartsAfterTheirUpdate() {
+        // Their cookies are taken after the exchange without a fence of their own (on x86 the
+        // exchange is the fence); whatever the ordering, they never name a grace period that one
+        // taken before the update would not.
+        let (pointer, _) = pointerToFreshVersion(1)
+        let lock = KernelMutex(name: "rcu-test-pointer-token-cookies")
+        let list = RCUList<Member>()
+        lock.withLock { list.addTail(Member(), holding: lock) }
+        RCU.synchronize()
+        let before = RCU.snapshot()
+        lock.withLock {
+            let member = list.first(holding: lock) { _ in true }!
+            guard let detached = list.detach(member, holding: lock) else {
+                Issue.record("the member is listed")
+                return
+            }
+            let replaced = pointer.replace(with: nil, holding: lock)
+            #expect(detached.detachedAt >= before && replaced.replacedAt >= before)
+            RCU.retire(detached, along: replaced)
+        }
     }
 
     @Test func aDetachedElementAndAReplacedObjectRetiredTogetherAreBothPoisoned() {

@@ -34,6 +34,16 @@ final class Recorder<Value: Sendable>: @unchecked Sendable {
     var values: [Value] { lock.withLock { stored } }
 }
 
+/// Gives the reclaimer time to run whatever is ready to run, and runs what it handed back to this
+/// thread: an object that a reader still stands on, found alive after this, was not handed to a
+/// callback whose grace period had already elapsed (a queued callback wakes the reclaimer at once).
+/// Not a timing assertion: a busy reclaimer (another test's batch waiting on this test's reader) only
+/// makes the check more lenient. Context: no KernelMutex held.
+func letTheReclaimerCatchUp() {
+    usleep(30_000)
+    Reclaimer.shared.runReturnedOfCurrentThread()
+}
+
 /// Polls `condition` every 200 µs; false if it did not hold within `seconds` (a guard against a hang,
 /// not a timing assertion).
 @discardableResult
