@@ -23,7 +23,8 @@ enum Section: String, Codable, Sendable, CaseIterable {
 /// One configuration: the implementations that are alternated on it (A B A B …), and what they share.
 struct Job: Sendable, Equatable {
     let section: Section
-    /// The remove-path variant; nil for the lock peers, which have none.
+    /// The remove-path variant; nil for the throughput comparison of the two lock peers alone, which
+    /// then leave out the variant's work-item step.
     let variant: RemoveVariant?
     /// Writer threads doing cycles.
     let threads: Int

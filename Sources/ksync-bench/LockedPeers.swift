@@ -1,10 +1,13 @@
 import Foundation
+import IOMMUModel
 import KernelSync
 import Synchronization
 
 /// The plain-Swift peers of DESIGN.md's benchmark workload: a group is an array of group_devices under
 /// one lock, a removal drops the last reference (ARC frees it), and readers take the lock, because
-/// without RCU nothing else keeps a device they look at alive.
+/// without RCU nothing else keeps a device they look at alive. The free step does what the variant's
+/// does to the group_device's work item, as the C peer does: a cancel clears its pending bit, a disable
+/// sets its disabled bit (nothing is ever queued in this workload).
 enum LockedPeerWorkload {
     /// A device, as in the model: a name, and the group it is bound to.
     final class PeerDevice: @unchecked Sendable {
@@ -17,15 +20,31 @@ enum LockedPeerWorkload {
     /// A domain; the empty-group check compares identities.
     final class PeerDomain: Sendable {}
 
-    /// A group_device: a fresh name per probe, its device, its domain.
+    /// A group_device: a fresh name per probe, its device, its domain, its work item's state word.
     final class PeerGroupDevice: @unchecked Sendable {
         let device: PeerDevice
         let name: String
         /// Guarded by: the group's lock.
         var attachedDomain: PeerDomain?
+        /// The work item, as the C peer's `work_state`: pending and disabled bits.
+        let workState = Atomic<Int>(0)
+        static let workPending = 1
+        static let workDisabled = 2
+
         init(device: PeerDevice, name: String) {
             self.device = device
             self.name = name
+        }
+
+        /// The free step's work-item call in `variant`'s shape (`__iommu_group_free_device`): cancel
+        /// (freeUnderMutex, under the lock; deferredCancel) or disable (the two disabling variants).
+        func finishWork(_ variant: RemoveVariant) {
+            switch variant {
+            case .freeUnderMutex, .deferredCancel:
+                workState.bitwiseAnd(~Self.workPending, ordering: .sequentiallyConsistent)
+            case .deferredDisable, .deferredDisableRCU:
+                workState.bitwiseOr(Self.workDisabled, ordering: .sequentiallyConsistent)
+            }
         }
     }
 
@@ -38,14 +57,16 @@ enum LockedPeerWorkload {
         init() { domain = defaultDomain }
     }
 
-    /// Runs `cycles` probe+remove cycles over `threads` threads and `groups` groups of `Group`, with
+    /// Runs `cycles` probe+remove cycles over `threads` threads and `groups` groups of `Group`, freeing in
+    /// `variant`'s shape (nil: no work-item step, for the two locks compared alone), with
     /// `readers` threads walking the lists under the lock until the cycles are done. Timed like
     /// ``IOMMUModel/IOMMUWorkload``: from before the writers start to after they are joined.
     /// Runs `cycles` cycles in all, or fewer if `timeLimit` passes first (each writer checks the clock
     /// every 64 cycles): at more writers than cores a lock can fall into a convoy where a run sized from
     /// its warm-up takes a hundred times longer. The sample counts the cycles done.
     static func run<Group: LockedGroup>(
-        _: Group.Type, threads: Int, groups: Int, cycles: Int, readers: Int, timeLimit: Duration = .seconds(5)
+        _: Group.Type, variant: RemoveVariant?, threads: Int, groups: Int, cycles: Int, readers: Int,
+        timeLimit: Duration = .seconds(5)
     ) -> Sample {
         let groupList = (0..<groups).map { _ in Group() }
         let stop = Atomic<Bool>(false)
@@ -73,7 +94,7 @@ enum LockedPeerWorkload {
             while cycle < share {
                 let group = groupList[(thread + cycle) % groupList.count]
                 group.add(PeerGroupDevice(device: device, name: "\(device.name)"), for: device)
-                let removed = group.remove(device)
+                let removed = group.remove(device, variant: variant)
                 precondition(removed, "\(Group.self): bench\(thread) was not on its group's list")
                 cycle += 1
                 if cycle % 64 == 0 && clock.now >= deadline { break }
@@ -105,9 +126,10 @@ extension LockedGroup {
         }
     }
 
-    /// The remove step: unlink, the empty-group check, unbind; the group_device's last reference goes
-    /// when this returns (the free). Returns whether the device was listed.
-    func remove(_ device: LockedPeerWorkload.PeerDevice) -> Bool {
+    /// The remove step: unlink, the empty-group check, unbind; then the free: the work item's cancel or
+    /// disable (freeUnderMutex's under the lock; none without a variant), and the group_device's last
+    /// reference goes when this returns. Returns whether the device was listed.
+    func remove(_ device: LockedPeerWorkload.PeerDevice, variant: RemoveVariant?) -> Bool {
         let removed: LockedPeerWorkload.PeerGroupDevice? = withState { state in
             guard let index = state.devices.firstIndex(where: { $0.device === device }) else { return nil }
             let gdev = state.devices.remove(at: index)
@@ -115,9 +137,12 @@ extension LockedGroup {
                 preconditionFailure("empty group still owned or not in its default domain")
             }
             device.group = nil
+            if let variant, variant.freesUnderMutex { gdev.finishWork(variant) }
             return gdev
         }
-        return removed != nil
+        guard let removed else { return false }
+        if let variant, !variant.freesUnderMutex { removed.finishWork(variant) }
+        return true
     }
 
     /// The reader: walks the list under the lock and reads each name. Returns the devices seen.

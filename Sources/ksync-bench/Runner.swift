@@ -82,10 +82,10 @@ final class Runner {
             return try peer.run(variant: job.variant!, threads: job.threads, groups: job.groups, cycles: cycles,
                                 readers: job.readers)
         case .nsLock:
-            return LockedPeerWorkload.run(NSLockGroup.self, threads: job.threads, groups: job.groups, cycles: cycles,
+            return LockedPeerWorkload.run(NSLockGroup.self, variant: job.variant, threads: job.threads, groups: job.groups, cycles: cycles,
                                           readers: job.readers, timeLimit: peerTimeLimit)
         case .mutex:
-            return LockedPeerWorkload.run(MutexGroup.self, threads: job.threads, groups: job.groups, cycles: cycles,
+            return LockedPeerWorkload.run(MutexGroup.self, variant: job.variant, threads: job.threads, groups: job.groups, cycles: cycles,
                                           readers: job.readers, timeLimit: peerTimeLimit)
         }
     }
