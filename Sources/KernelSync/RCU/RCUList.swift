@@ -351,6 +351,9 @@ open class RCUListElement: RCUProtected, @unchecked Sendable {
 /// not be dropped before a grace period. Consume it with ``RCU/retire(_:file:line:)`` (`kfree_rcu()`:
 /// dropped, and with debug reclamation poisoned, after a grace period) or ``free()``; dropping it
 /// unconsumed does what ``free()`` does, so it is never released early.
+///
+/// Frozen: the inlinable retire paths that consume it (``RCU/retire(_:along:file:line:)``) discard it.
+@frozen
 public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendable {
     /// The list's reference (+1).
     @usableFromInline let reference: Unmanaged<Element>
@@ -389,6 +392,7 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
     /// the element when `replaced` holds nothing). Context: as ``RCU/retire(_:file:line:)``.
     /// The callback waits for the later of the two tokens' cookies, which were taken after their
     /// updates: no fresh snapshot (and its fence) is needed.
+    @inlinable
     consuming func retire<Other>(along replaced: consuming RCUReplaced<Other>, file: StaticString, line: UInt) {
         let reference = reference
         let detachedAt = detachedAt
@@ -404,6 +408,7 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
 
     /// Hands the list's reference to the reclaimer as a retire of the element, after the grace period
     /// the detach named. Context: as ``RCU/retire(_:file:line:)``.
+    @inlinable
     consuming func retire(file: StaticString, line: UInt) {
         let reference = reference
         let detachedAt = detachedAt

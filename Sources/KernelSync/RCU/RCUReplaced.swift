@@ -8,6 +8,9 @@
 ///
 /// Kernel analogue: the old pointer that `rcu_replace_pointer()` returns, which its caller frees
 /// through RCU however suits it.
+///
+/// Frozen: the inlinable retire paths that consume it (``RCU/retire(_:along:file:line:)``) discard it.
+@frozen
 public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     /// The pointer's reference (+1), or nil when the pointer was nil.
     @usableFromInline let reference: Unmanaged<Object>?
@@ -52,6 +55,7 @@ public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     }
 
     /// The reference, handed to the caller, who must retire it. Consumes the token.
+    @inlinable
     consuming func take() -> Unmanaged<Object>? {
         let reference = reference
         discard self
