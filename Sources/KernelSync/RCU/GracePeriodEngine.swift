@@ -122,7 +122,9 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// session-6 version had the compiler barrier). Only a caller that leads the grace period itself is
     /// covered by the leader's own fence. With a fence, if this load saw the even value, the leader's
     /// odd store and fence came after it, and so after the updates, before its barrier reached any
-    /// reader; if it saw the odd value, the snapshot names the next grace period.
+    /// reader; if it saw the odd value, the snapshot names the next grace period. A caller whose update
+    /// was an atomic exchange it has just made uses ``snapshotAfterAtomicUpdate()``, which on x86 needs
+    /// no fence of its own.
     @inline(__always)
     static func snapshot() -> UInt64 {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
