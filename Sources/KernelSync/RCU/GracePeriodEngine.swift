@@ -140,7 +140,7 @@ final class GracePeriodEngine: @unchecked Sendable {
     /// fence in every removal's critical section, twice in the IOMMU model's (its two tokens).
     ///
     /// Context: the caller's last update (and every earlier one) was followed by an atomic
-    /// read-modify-write, with nothing but this call after it.
+    /// read-modify-write, with no store that readers can see between it and this call.
     @inlinable @inline(__always)
     static func snapshotAfterAtomicUpdate() -> UInt64 {
         #if arch(x86_64) || arch(i386)

@@ -362,7 +362,8 @@ public struct RCUDetached<Element: RCUListElement>: ~Copyable, @unchecked Sendab
 
     /// Takes over the reference that `bits`, the old value of the `next` that pointed at the element,
     /// held; the grace period starts counting now. Context: the element was just unlinked by an atomic
-    /// exchange of that `next`, with no update since (the cookie relies on the exchange's barrier).
+    /// exchange of that `next`, with no store readers can see since (the cookie relies on the
+    /// exchange's barrier; the list's `tail`, which readers never load, may have been stored).
     @inlinable
     init(unlinkedLink bits: UInt) {
         reference = Unmanaged<Element>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)

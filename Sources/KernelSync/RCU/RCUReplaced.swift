@@ -18,8 +18,8 @@ public struct RCUReplaced<Object: AnyObject>: ~Copyable, @unchecked Sendable {
     @usableFromInline let replacedAt: GracePeriodCookie
 
     /// Takes over the pointer's reference to its previous object; the grace period starts counting now.
-    /// Context: the object was just unpublished by an atomic exchange of the pointer, with no update
-    /// since (the cookie relies on the exchange's barrier).
+    /// Context: the object was just unpublished by an atomic exchange of the pointer, with no store
+    /// readers can see since (the cookie relies on the exchange's barrier).
     @inlinable
     init(previous: Unmanaged<Object>?) {
         reference = previous

@@ -718,7 +718,8 @@ final class ThreadCallbacks: @unchecked Sendable {
         var holdsClosure = false
         for number in oldest..<end {
             let callback = (slots + number % ThreadCallbacks.capacity).move()
-            // A thread's snapshots never go back, but the maximum costs no more than the last.
+            // Not the last: a token's retire queues the cookie taken at its update, which can be older
+            // than a snapshot the thread queued since.
             latestTarget = max(latestTarget, callback.target)
             if case .run = callback.action { holdsClosure = true }
             array.append(callback)

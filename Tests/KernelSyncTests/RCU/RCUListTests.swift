@@ -189,6 +189,8 @@ import Testing
 
     @Test(.serialized, arguments: Unlink.allCases)
     func anUnlinkedElementOutlivesTheReadersThatFoundIt(_ unlink: Unlink) {
+        // Nothing queued before the reader enters (see the pointer's sibling test).
+        RCU.barrier()
         let lock = KernelMutex(name: "rcu-test-list-unlink-\(unlink)")
         let list = RCUList<Device>()
         weak var watched: Device?

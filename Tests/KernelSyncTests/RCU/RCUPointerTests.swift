@@ -97,6 +97,10 @@ import Testing
 
     @Test(.serialized, arguments: Unpublish.allCases)
     func anUnpublishedObjectOutlivesTheReadersThatLoadedIt(_ unpublish: Unpublish) {
+        // Nothing queued before the reader enters: a callback left by the previous case (its pointer's
+        // deinit retires what the pointer held) would start a grace period that waits for this reader,
+        // and this case's callback would queue behind it whatever its cookie (found in review).
+        RCU.barrier()
         let (pointer, watched) = pointerToFreshVersion(1)
         let lock = KernelMutex(name: "rcu-test-pointer-unpublish-\(unpublish)")
         whileAReaderStandsOn(pointer) {
@@ -189,10 +193,10 @@ import Testing
                 "both dropped after the grace period")
     }
 
-    @Test func theTokensNameAGracePeriodThatStartsAfterTheirUpdate() {
-        // Their cookies are taken after the exchange without a fence of their own (on x86 the
-        // exchange is the fence); whatever the ordering, they never name a grace period that one
-        // taken before the update would not.
+    @Test func theTokensCookiesAreNeverBelowASnapshotTakenBeforeTheUpdate() {
+        // Catches a token whose cookie is missing or computed wrong (0, or the sequence itself).
+        // What orders the cookie after the update, the exchange's barrier on x86, no test on one
+        // thread can show: that rests on the argument in GracePeriodEngine.snapshotAfterAtomicUpdate().
         let (pointer, _) = pointerToFreshVersion(1)
         let lock = KernelMutex(name: "rcu-test-pointer-token-cookies")
         let list = RCUList<Member>()

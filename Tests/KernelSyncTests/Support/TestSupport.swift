@@ -38,7 +38,7 @@ final class Recorder<Value: Sendable>: @unchecked Sendable {
 /// thread: an object that a reader still stands on, found alive after this, was not handed to a
 /// callback whose grace period had already elapsed (a queued callback wakes the reclaimer at once).
 /// Not a timing assertion: a busy reclaimer (another test's batch waiting on this test's reader) only
-/// makes the check more lenient. Context: no KernelMutex held.
+/// makes the check more lenient. Context: no KernelMutex held; inside a read section it only sleeps.
 func letTheReclaimerCatchUp() {
     usleep(30_000)
     Reclaimer.shared.runReturnedOfCurrentThread()
