@@ -82,11 +82,11 @@ final class Runner {
             return try peer.run(variant: job.variant!, threads: job.threads, groups: job.groups, cycles: cycles,
                                 readers: job.readers)
         case .nsLock:
-            return LockedPeerWorkload.run(NSLockGroup.self, variant: job.variant, threads: job.threads, groups: job.groups, cycles: cycles,
-                                          readers: job.readers, timeLimit: peerTimeLimit)
+            return LockedPeerWorkload.run(NSLockGroup.self, variant: job.variant, threads: job.threads, groups: job.groups,
+                                          cycles: cycles, readers: job.readers, timeLimit: peerTimeLimit)
         case .mutex:
-            return LockedPeerWorkload.run(MutexGroup.self, variant: job.variant, threads: job.threads, groups: job.groups, cycles: cycles,
-                                          readers: job.readers, timeLimit: peerTimeLimit)
+            return LockedPeerWorkload.run(MutexGroup.self, variant: job.variant, threads: job.threads, groups: job.groups,
+                                          cycles: cycles, readers: job.readers, timeLimit: peerTimeLimit)
         }
     }
 }

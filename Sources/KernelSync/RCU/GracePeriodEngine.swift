@@ -128,8 +128,7 @@ final class GracePeriodEngine: @unchecked Sendable {
     @inline(__always)
     static func snapshot() -> UInt64 {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        let current = ks_rcu_gp_seq_load_relaxed()
-        return (current &+ 3) & ~1
+        return completion(ofNextAfter: ks_rcu_gp_seq_load_relaxed())
     }
 
     /// ``snapshot()`` for a caller whose update was an atomic read-modify-write that it has just made:
@@ -148,7 +147,15 @@ final class GracePeriodEngine: @unchecked Sendable {
         #else
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         #endif
-        return (ks_rcu_gp_seq_load_relaxed() &+ 3) & ~1
+        return completion(ofNextAfter: ks_rcu_gp_seq_load_relaxed())
+    }
+
+    /// The sequence number at which the first grace period to start after `current` was loaded will
+    /// have completed: the next one when idle (even), the one after the running one otherwise (odd).
+    /// The arithmetic of the kernel's `rcu_seq_snap()`; the two snapshots differ only in their barrier.
+    @inlinable @inline(__always)
+    static func completion(ofNextAfter current: UInt64) -> UInt64 {
+        (current &+ 3) & ~1
     }
 
     /// Whether the grace period that `target` names has completed.

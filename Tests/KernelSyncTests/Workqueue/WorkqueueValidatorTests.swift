@@ -62,10 +62,8 @@ import Testing
         }
     }
 
-    /// A worker left in a read section would hold up every grace period: reported and ended, with the
-    /// validator on (before its leaked-lock check, which then sees nothing left) and off. Run in a
-    /// process of its own, where a regression hangs `synchronize` until the alarm fails it, not the
-    /// suite.
+    /// The two tests above: a work function leaves a read section open; the report comes, and the
+    /// grace period after it does not hang.
     static func leakAReadSectionFromAWorkFunction() {
         alarm(30)
         let queue = Workqueue(name: "wq-leak-rcu", line: 1)
